@@ -1,0 +1,201 @@
+"""Ghost_CBAM block, section 3.2, Fig. 4 and eqs. (4)-(6) of the Lite-UNet paper.
+
+A Ghost module (Han et al., CVPR 2020) makes half of its output channels with a primary 1x1
+convolution, eq. (4), and the other half from those by cheap depthwise 3x3 convolutions,
+eq. (5). CBAM (Woo et al., ECCV 2018) then reweights channels and positions, eq. (6):
+
+    F3 = Mc(F2) * F2,    F4 = Ms(F3) * F3
+
+with Mc a shared MLP (1x1 convs) over average- and max-pooled channels and Ms a 7x7 conv
+over the channel-wise mean and max. Lite-UNet uses it in place of U-Net's double 3x3 conv
+block, so a block here holds ``depth`` (default 2) Ghost modules before CBAM.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+from timm.layers import ConvNormAct, make_divisible
+from timm.layers.typing import LayerType
+
+__all__ = ["GhostModule", "ChannelAttention", "SpatialAttention", "CBAM", "GhostCBAM"]
+
+
+def _check_input(name: str, x: torch.Tensor, channels: int) -> None:
+    if x.ndim != 4 or x.shape[1] != channels:
+        raise ValueError(f"{name} expects (B, {channels}, H, W), got shape {tuple(x.shape)}")
+
+
+class GhostModule(nn.Module):
+    """Ghost module, eqs. (4)-(5): a primary conv plus cheap depthwise "ghost" features.
+
+    Args:
+        in_chans: input channels.
+        out_chans: output channels.
+        ratio: ``s`` of eq. (5); ``1/ratio`` of the outputs come from the primary conv.
+        kernel_size: primary conv kernel (1 in the paper).
+        dw_size: kernel of the cheap depthwise convs (3 in the paper).
+        norm_layer, act_layer: as timm's ``ConvNormAct``.
+
+    Shape:
+        - input: :math:`(B, C_{in}, H, W)`
+        - output: :math:`(B, C_{out}, H, W)`
+
+    Example:
+        >>> GhostModule(16, 32)(torch.rand(1, 16, 8, 8)).shape
+        torch.Size([1, 32, 8, 8])
+    """
+
+    def __init__(
+        self,
+        in_chans: int,
+        out_chans: int,
+        ratio: int = 2,
+        kernel_size: int = 1,
+        dw_size: int = 3,
+        norm_layer: LayerType = nn.BatchNorm2d,
+        act_layer: LayerType = nn.ReLU,
+    ) -> None:
+        super().__init__()
+        if ratio < 2:
+            raise ValueError(f"ratio must be >= 2 (1 would make no ghost features), got {ratio}")
+        self.in_chans = in_chans
+        self.out_chans = out_chans
+        init_chans = math.ceil(out_chans / ratio)
+        self.primary = ConvNormAct(in_chans, init_chans, kernel_size, norm_layer=norm_layer, act_layer=act_layer)
+        self.cheap = ConvNormAct(
+            init_chans, init_chans * (ratio - 1), dw_size, groups=init_chans, norm_layer=norm_layer, act_layer=act_layer
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input("GhostModule", x, self.in_chans)
+        intrinsic = self.primary(x)
+        out = torch.cat([intrinsic, self.cheap(intrinsic)], dim=1)
+        # ceil() above can make one channel too many for odd out_chans.
+        return out if out.shape[1] == self.out_chans else out[:, : self.out_chans]
+
+
+class ChannelAttention(nn.Module):
+    """CBAM channel attention ``Mc``: shared 1x1-conv MLP over avg- and max-pooled features.
+
+    Args:
+        channels: feature channels.
+        rd_ratio: hidden width of the MLP relative to ``channels``.
+        rd_divisor: the hidden width is rounded to a multiple of this (and at least this).
+
+    Shape:
+        - input: :math:`(B, C, H, W)`
+        - output: :math:`(B, C, 1, 1)` attention weights in (0, 1).
+    """
+
+    def __init__(self, channels: int, rd_ratio: float = 1 / 16, rd_divisor: int = 8) -> None:
+        super().__init__()
+        hidden = make_divisible(channels * rd_ratio, rd_divisor, round_limit=0.0)
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.act = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        avg = self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True))))
+        mx = self.fc2(self.act(self.fc1(x.amax((2, 3), keepdim=True))))
+        return torch.sigmoid(avg + mx)
+
+
+class SpatialAttention(nn.Module):
+    """CBAM spatial attention ``Ms``: a ``kernel_size`` conv over channel mean and max.
+
+    Shape:
+        - input: :math:`(B, C, H, W)`
+        - output: :math:`(B, 1, H, W)` attention weights in (0, 1).
+    """
+
+    def __init__(self, kernel_size: int = 7) -> None:
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd to keep the size, got {kernel_size}")
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)
+        return torch.sigmoid(self.conv(pooled))
+
+
+class CBAM(nn.Module):
+    """Convolutional block attention module, eq. (6): channel attention, then spatial attention.
+
+    Shape:
+        - input: :math:`(B, C, H, W)`
+        - output: :math:`(B, C, H, W)`
+
+    Example:
+        >>> CBAM(32)(torch.rand(2, 32, 16, 16)).shape
+        torch.Size([2, 32, 16, 16])
+    """
+
+    def __init__(self, channels: int, rd_ratio: float = 1 / 16, spatial_kernel: int = 7) -> None:
+        super().__init__()
+        self.channels = channels
+        self.channel = ChannelAttention(channels, rd_ratio)
+        self.spatial = SpatialAttention(spatial_kernel)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input("CBAM", x, self.channels)
+        x = x * self.channel(x)
+        return x * self.spatial(x)
+
+
+class GhostCBAM(nn.Module):
+    """Lite-UNet's Ghost_CBAM block: ``depth`` Ghost modules, then CBAM (Fig. 4).
+
+    A drop-in for a U-Net double-conv block (and for any conv stage that keeps the spatial size).
+
+    Args:
+        in_chans: input channels.
+        out_chans: output channels.
+        depth: Ghost modules in a row (2 replaces U-Net's two 3x3 convs).
+        ratio: Ghost ratio ``s``.
+        dw_size: cheap depthwise kernel (3).
+        rd_ratio: CBAM channel-MLP reduction.
+        spatial_kernel: CBAM spatial kernel (7).
+        norm_layer, act_layer: as timm's ``ConvNormAct``.
+
+    Shape:
+        - input: :math:`(B, C_{in}, H, W)`
+        - output: :math:`(B, C_{out}, H, W)`
+
+    Example:
+        >>> block = GhostCBAM(64, 128)
+        >>> block(torch.rand(2, 64, 32, 32)).shape
+        torch.Size([2, 128, 32, 32])
+    """
+
+    def __init__(
+        self,
+        in_chans: int,
+        out_chans: int,
+        depth: int = 2,
+        ratio: int = 2,
+        dw_size: int = 3,
+        rd_ratio: float = 1 / 16,
+        spatial_kernel: int = 7,
+        norm_layer: LayerType = nn.BatchNorm2d,
+        act_layer: LayerType = nn.ReLU,
+    ) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        self.in_chans = in_chans
+        self.out_chans = out_chans
+        self.ghost = nn.Sequential(
+            *[
+                GhostModule(in_chans if i == 0 else out_chans, out_chans, ratio, 1, dw_size, norm_layer, act_layer)
+                for i in range(depth)
+            ]
+        )
+        self.cbam = CBAM(out_chans, rd_ratio, spatial_kernel)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input("GhostCBAM", x, self.in_chans)
+        return self.cbam(self.ghost(x))

@@ -1,0 +1,121 @@
+"""Base class for the U-shaped localization models: input checks, any-size inputs, predict().
+
+Both the paper's U-Net baseline and Lite-UNet are an encoder of five stages (a stride-2 max
+pool before stages 2-5), an optional attention layer at the end of the encoder, four decoder
+steps (2x upsample + 3x3 conv, concatenation with the skip, a conv block) and a 1x1 head that
+gives the location map at input resolution. Subclasses only build the blocks.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ._fuse import reparameterize_model
+
+__all__ = ["LocalizationModel"]
+
+
+class LocalizationModel(nn.Module):
+    """A U-shaped network mapping an image to a per-class location map of the same size.
+
+    Inputs of any height and width are accepted: the image is padded at the bottom and right
+    by edge replication up to a multiple of :attr:`size_divisor` (16, four 2x poolings), and
+    the location map is cropped back, so it always matches the input size pixel for pixel.
+
+    Subclasses fill ``encoder`` (5 modules), ``bottleneck`` (attention or ``nn.Identity``),
+    ``up`` and ``decoder`` (4 modules each, deepest first) and ``head``.
+
+    Capability flags, read by the test-suite: ``supports_jit_trace``, ``supports_compile``,
+    ``supports_export``.
+    """
+
+    size_divisor: int = 16
+    supports_jit_trace: bool = True
+    supports_compile: bool = True
+    supports_export: bool = True
+
+    encoder: nn.ModuleList
+    bottleneck: nn.Module
+    up: nn.ModuleList
+    decoder: nn.ModuleList
+    head: nn.Module
+
+    def __init__(self, in_chans: int, num_classes: int, widths: tuple[int, ...]) -> None:
+        super().__init__()
+        if in_chans < 1 or num_classes < 1:
+            raise ValueError(f"in_chans and num_classes must be >= 1, got {in_chans} and {num_classes}")
+        if len(widths) != 5:
+            raise ValueError(f"widths must give 5 stage widths (four down, four up stages), got {widths}")
+        self.in_chans = in_chans
+        self.num_classes = num_classes
+        self.widths = tuple(widths)
+        self.num_features = widths[0]  # channels entering the head (timm's contract)
+        self.pretrained_cfg: dict[str, Any] = {}
+
+    # --- timm contract -------------------------------------------------------------------
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the 1x1 head with a freshly initialized one for ``num_classes`` location maps."""
+        self.num_classes = num_classes
+        old = self.head
+        self.head = nn.Conv2d(self.num_features, num_classes, 1).to(old.weight.device, old.weight.dtype)
+
+    # --- forward -------------------------------------------------------------------------
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a clear error unless ``x`` is a float ``(B, in_chans, H, W)`` tensor."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{type(self).__name__} expects a torch.Tensor, got {type(x).__name__}")
+        if x.ndim != 4 or x.shape[1] != self.in_chans:
+            raise ValueError(
+                f"{type(self).__name__} expects input (B, {self.in_chans}, H, W), got shape {tuple(x.shape)}"
+                + (" (channels last? use x.permute(0, 3, 1, 2))" if x.ndim == 4 and x.shape[-1] == self.in_chans else "")
+            )
+        if not x.is_floating_point():
+            raise TypeError(f"{type(self).__name__} expects a floating point input, got {x.dtype}")
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder-decoder on an input whose size is a multiple of :attr:`size_divisor`."""
+        skips = []
+        for i, stage in enumerate(self.encoder):
+            if i:
+                x = F.max_pool2d(x, 2)
+            x = stage(x)
+            skips.append(x)
+        x = self.bottleneck(x)
+        for up, block, skip in zip(self.up, self.decoder, reversed(skips[:-1])):
+            x = block(torch.cat([skip, up(x)], dim=1))
+        return x
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Location map, ``(B, num_classes, H, W)`` for input ``(B, in_chans, H, W)``."""
+        self.check_input(x)
+        h, w = x.shape[-2:]
+        pad_h, pad_w = (-h) % self.size_divisor, (-w) % self.size_divisor
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        out = self.forward_head(self.forward_features(x))
+        return out[..., :h, :w] if (pad_h or pad_w) else out
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Inference: switch to eval mode and return the location map without gradients."""
+        self.eval()
+        return self(x)
+
+    def reparameterize(self) -> LocalizationModel:
+        """An inference copy: difference convs folded into plain convs, BatchNorm folded into convs.
+
+        The original model is left untouched. Outputs match the eval-mode original up to float
+        rounding.
+        """
+        return reparameterize_model(copy.deepcopy(self).eval())
