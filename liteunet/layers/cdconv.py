@@ -13,8 +13,6 @@ cell localization", Eng. Appl. Artif. Intell., 2024.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -23,7 +21,8 @@ __all__ = ["fold_difference_weight", "cd_conv2d", "CDConv2d"]
 
 
 def _check_theta(theta: float) -> float:
-    if not (isinstance(theta, (int, float)) and math.isfinite(theta) and 0.0 <= theta <= 1.0):
+    # NaN and infinities fail the range test too.
+    if not (isinstance(theta, (int, float)) and 0.0 <= theta <= 1.0):
         raise ValueError(f"theta must be a finite number in [0, 1] (0 = vanilla conv), got {theta!r}")
     return float(theta)
 
@@ -55,8 +54,14 @@ def fold_difference_weight(weight: torch.Tensor, theta: float) -> torch.Tensor:
     kh, kw = weight.shape[-2:]
     if kh % 2 == 0 or kw % 2 == 0:
         raise ValueError(f"a difference convolution needs an odd kernel with a centre tap, got {kh}x{kw}")
+    return _fold(weight, theta)
+
+
+def _fold(weight: torch.Tensor, theta: float) -> torch.Tensor:
+    # Unchecked: CDConv2d validated theta and the kernel once, at construction.
     if theta == 0.0:
         return weight
+    kh, kw = weight.shape[-2:]
     centre = torch.zeros_like(weight)
     centre[:, :, kh // 2, kw // 2] = 1.0
     # Built with out-of-place ops so autograd sees w' as a function of w.
@@ -151,7 +156,7 @@ class CDConv2d(nn.Conv2d):
         self.theta = _check_theta(theta)
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
-        return super()._conv_forward(input, fold_difference_weight(weight, self.theta), bias)
+        return super()._conv_forward(input, _fold(weight, self.theta), bias)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if input.ndim != 4 or input.shape[1] != self.in_channels:
@@ -176,7 +181,7 @@ class CDConv2d(nn.Conv2d):
             device=self.weight.device,
             dtype=self.weight.dtype,
         )
-        conv.weight.copy_(fold_difference_weight(self.weight, self.theta))
+        conv.weight.copy_(_fold(self.weight, self.theta))
         if self.bias is not None:
             conv.bias.copy_(self.bias)
         return conv.train(self.training)
