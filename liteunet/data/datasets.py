@@ -1,0 +1,336 @@
+"""The project's six point-annotated cell data sets, and a loader for users' own folders.
+
+``load_dataset(name, split)`` returns a list of :class:`Sample` (image path plus its points)
+for one split. Images are not read here: :class:`PointDataset` reads and caches them. The data
+sets without an official split (``mbm``, ``vgg_cells``, ``adi``) use fixed split files shipped
+in ``liteunet/data/splits/`` (made by ``liteunet.data._make_splits``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .annotations import (
+    BCDATA_CLASS_NAMES,
+    read_bcdata_points,
+    read_csv_points,
+    read_dot_map,
+    read_label_mask_centroids,
+    read_mat_points,
+)
+
+__all__ = [
+    "Sample",
+    "DATASET_ENV_VAR",
+    "SPLITS",
+    "list_datasets",
+    "class_names",
+    "default_root",
+    "resolve_root",
+    "load_dataset",
+    "load_folder",
+    "read_split_file",
+]
+
+#: Environment variable naming the folder that holds the data sets.
+DATASET_ENV_VAR = "LITEUNET_DATASETS"
+#: Split names every data set has.
+SPLITS: tuple[str, str] = ("train", "validation")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+SPLIT_DIR = Path(__file__).resolve().parent / "splits"
+
+
+@dataclass(eq=False)
+class Sample:
+    """One annotated image.
+
+    Attributes:
+        image_path: the image file.
+        points: (N, 2) float64 cell centres as (x, y) = (column, row) pixel coordinates.
+        labels: (N,) int64 class index per point (see :func:`class_names`).
+        name: an identifier, unique within its data set (usually the file stem).
+    """
+
+    image_path: Path
+    points: np.ndarray
+    labels: np.ndarray
+    name: str
+
+    def __post_init__(self) -> None:
+        self.image_path = Path(self.image_path)
+        self.points = np.asarray(self.points, dtype=np.float64).reshape(-1, 2)
+        self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
+        if len(self.points) != len(self.labels):
+            raise ValueError(
+                f"sample {self.name!r}: {len(self.points)} points but {len(self.labels)} labels"
+            )
+
+
+def _natural_key(text: str) -> list:
+    """Sort key that orders img2 before img10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def default_root() -> Path:
+    """The folder holding the shared data sets.
+
+    ``$LITEUNET_DATASETS`` when set, else ``<repo root>/../shared/datasets`` where the repo root
+    is the folder containing the ``liteunet`` package.
+
+    Returns:
+        The folder (it may not exist; :func:`load_dataset` checks).
+
+    Example:
+        >>> default_root()  # doctest: +SKIP
+        PosixPath('/work/shared/datasets')
+    """
+    env = os.environ.get(DATASET_ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    repo_root = Path(__file__).resolve().parents[2]
+    return (repo_root.parent / "shared" / "datasets").resolve()
+
+
+def resolve_root(root: str | os.PathLike | None = None) -> Path:
+    """The data set folder to use, checked to exist.
+
+    Args:
+        root: an explicit folder; ``None`` for :func:`default_root`.
+
+    Returns:
+        The folder.
+
+    Raises:
+        FileNotFoundError: the folder does not exist; the message says where it looked, why
+            (argument, environment variable or default) and how to point elsewhere.
+
+    Example:
+        >>> resolve_root()  # doctest: +SKIP
+        PosixPath('/work/shared/datasets')
+    """
+    if root is not None:
+        path, source = Path(root).expanduser(), "the root argument"
+    elif os.environ.get(DATASET_ENV_VAR):
+        path, source = default_root(), f"${DATASET_ENV_VAR}"
+    else:
+        path, source = default_root(), "the default <repo>/../shared/datasets"
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"data set folder not found: looked in {path} (from {source}); set "
+            f"{DATASET_ENV_VAR}=/path/to/datasets or pass root="
+        )
+    return path
+
+
+def read_split_file(path: str | os.PathLike) -> list[str]:
+    """Read a split file: one sample name a line; blank lines and ``#`` comments ignored.
+
+    Args:
+        path: the text file.
+
+    Returns:
+        The names in file order.
+
+    Example:
+        >>> read_split_file(SPLIT_DIR / "vgg_cells_train.txt")[:2]
+        ['001', '002']
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"split file not found: {path}")
+    names = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            names.append(line)
+    return names
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(f"expected data set file or folder is missing: {path}")
+    return path
+
+
+def _load_crc(root: Path, split: str) -> list[Sample]:
+    split_dir = _need(root / "crc" / split)
+    samples = []
+    for folder in sorted((p for p in split_dir.iterdir() if p.is_dir()),
+                         key=lambda p: _natural_key(p.name)):
+        points, labels = read_mat_points(folder / f"{folder.name}_detection.mat", "detection")
+        samples.append(Sample(_need(folder / f"{folder.name}.png"), points, labels, folder.name))
+    return samples
+
+
+def _load_bcdata(root: Path, split: str) -> list[Sample]:
+    image_dir = _need(root / "bcdata" / "images" / split)
+    samples = []
+    for image in sorted(image_dir.glob("*.png"), key=lambda p: _natural_key(p.stem)):
+        points, labels = read_bcdata_points(image)
+        samples.append(Sample(image, points, labels, image.stem))
+    return samples
+
+
+def _load_bbbc039(root: Path, split: str) -> list[Sample]:
+    base = root / "bbbc039"
+    samples = []
+    for name in read_split_file(_need(base / f"{split}.txt")):
+        points, labels = read_label_mask_centroids(_need(base / "labels" / f"{name}.png"))
+        samples.append(Sample(_need(base / "images" / f"{name}.png"), points, labels, name))
+    return samples
+
+
+def _load_mbm(root: Path, split: str) -> list[Sample]:
+    base = root / "mbm"
+    samples = []
+    for name in read_split_file(SPLIT_DIR / f"mbm_{split}.txt"):
+        # BM_GRAZ_HE_0001_01_000.png is annotated by BM_GRAZ_HE_0001_01_dots_000.png
+        source, crop_index = name.rsplit("_", 1)
+        points, labels = read_dot_map(_need(base / f"{source}_dots_{crop_index}.png"))
+        samples.append(Sample(_need(base / f"{name}.png"), points, labels, name))
+    return samples
+
+
+def _load_vgg_cells(root: Path, split: str) -> list[Sample]:
+    base = root / "vgg_cells"
+    samples = []
+    for name in read_split_file(SPLIT_DIR / f"vgg_cells_{split}.txt"):
+        points, labels = read_dot_map(_need(base / f"{name}dots.png"), color=(255, 0, 0))
+        samples.append(Sample(_need(base / f"{name}cell.png"), points, labels, name))
+    return samples
+
+
+def _load_adi(root: Path, split: str) -> list[Sample]:
+    base = root / "adi"
+    samples = []
+    for name in read_split_file(SPLIT_DIR / f"adi_{split}.txt"):
+        points, labels = read_csv_points(_need(base / "points" / f"{name}.csv"))
+        samples.append(Sample(_need(base / "images" / f"{name}.jpeg"), points, labels, name))
+    return samples
+
+
+_LOADERS: dict[str, tuple[Callable[[Path, str], list[Sample]], tuple[str, ...]]] = {
+    "crc": (_load_crc, ("cell",)),
+    "bcdata": (_load_bcdata, BCDATA_CLASS_NAMES),
+    "bbbc039": (_load_bbbc039, ("cell",)),
+    "mbm": (_load_mbm, ("cell",)),
+    "vgg_cells": (_load_vgg_cells, ("cell",)),
+    "adi": (_load_adi, ("cell",)),
+}
+
+
+def list_datasets() -> list[str]:
+    """Names accepted by :func:`load_dataset`.
+
+    Example:
+        >>> list_datasets()
+        ['adi', 'bbbc039', 'bcdata', 'crc', 'mbm', 'vgg_cells']
+    """
+    return sorted(_LOADERS)
+
+
+def _check_name(name: str) -> str:
+    if name not in _LOADERS:
+        raise ValueError(f"unknown data set {name!r}; known: {list_datasets()}")
+    return name
+
+
+def class_names(name: str) -> tuple[str, ...]:
+    """Class names of a data set, in label order (label ``i`` is ``class_names(name)[i]``).
+
+    Args:
+        name: a name from :func:`list_datasets`.
+
+    Returns:
+        ``("cell",)`` for one-class sets, ``("positive", "negative")`` for BCData.
+
+    Example:
+        >>> class_names("bcdata")
+        ('positive', 'negative')
+    """
+    return _LOADERS[_check_name(name)][1]
+
+
+def load_dataset(
+    name: str, split: str, root: str | os.PathLike | None = None
+) -> list[Sample]:
+    """List the annotated images of one split of a shared data set.
+
+    Splits: ``crc`` and ``bcdata`` use their train/validation folders, ``bbbc039`` its
+    ``train.txt``/``validation.txt``; ``vgg_cells`` takes images 1-100 as train and 101-200 as
+    validation (the usual protocol), ``mbm`` and ``adi`` a fixed seeded 75/25 split that keeps
+    all crops of one source slide (MBM) or donor (ADI, GTEx id) on one side.
+
+    Args:
+        name: one of :func:`list_datasets`.
+        split: ``"train"`` or ``"validation"``.
+        root: the folder holding the data sets; default :func:`default_root`.
+
+    Returns:
+        The samples, in a fixed order; each has points (N, 2) as (x, y) pixel coordinates.
+
+    Raises:
+        ValueError: unknown name or split.
+        FileNotFoundError: the root or a file of the data set is missing.
+
+    Example:
+        >>> train = load_dataset("crc", "train")  # doctest: +SKIP
+        >>> len(train), sum(len(s.points) for s in train)  # doctest: +SKIP
+        (70, 20500)
+    """
+    loader = _LOADERS[_check_name(name)][0]
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; use one of {list(SPLITS)}")
+    return loader(resolve_root(root), split)
+
+
+def load_folder(folder: str | os.PathLike) -> list[Sample]:
+    """List the images of a folder of your own data, each with a CSV of its points.
+
+    Every image (png, jpg, jpeg, tif, tiff, bmp) in ``folder`` needs a points file with the
+    same stem, ``folder/NAME.csv`` or ``folder/points/NAME.csv``, read by
+    :func:`read_csv_points` (header ``x,y`` and an optional integer ``label`` column).
+
+    Args:
+        folder: the folder.
+
+    Returns:
+        One sample per image, sorted by name; points (N, 2) as (x, y) pixel coordinates.
+
+    Raises:
+        FileNotFoundError: the folder is missing, holds no images, or an image has no CSV.
+
+    Example:
+        >>> samples = load_folder("my_cells/")  # doctest: +SKIP
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"folder not found: {folder}")
+    images = sorted(
+        (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+        key=lambda p: _natural_key(p.name),
+    )
+    if not images:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in {folder}")
+    samples, missing = [], []
+    for image in images:
+        candidates = [folder / f"{image.stem}.csv", folder / "points" / f"{image.stem}.csv"]
+        csv_path = next((c for c in candidates if c.is_file()), None)
+        if csv_path is None:
+            missing.append(image.name)
+            continue
+        points, labels = read_csv_points(csv_path)
+        samples.append(Sample(image, points, labels, image.stem))
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise FileNotFoundError(
+            f"{len(missing)} image(s) in {folder} have no points file NAME.csv beside them or "
+            f"in points/: {shown}"
+        )
+    return samples

@@ -1,0 +1,207 @@
+"""Reading images from disk and bringing them to a common float range and channel count.
+
+``read_image`` keeps the stored dtype (a 16-bit fluorescence image stays ``uint16``), so the
+choice of how to scale it is made once, in ``normalize_image``, and not hidden in the reader.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+__all__ = ["read_image", "normalize_image", "match_channels"]
+
+PathLike = str | os.PathLike
+
+
+def _check_file(path: PathLike, what: str = "image") -> Path:
+    """Return ``path`` as a Path, raising a message that names it when it cannot be read."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    if path.is_dir():
+        raise ValueError(f"expected a {what} file but {path} is a directory")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{what} file {path} is empty (0 bytes)")
+    return path
+
+
+def read_image(path: PathLike) -> np.ndarray:
+    """Read an image file into a numpy array, keeping its stored dtype.
+
+    Pillow reads the file (png, jpg, bmp, tif and the other formats it knows). Only the first
+    frame of a multi-frame file is read. 16-bit grey PNG/TIFF come back as ``uint16``, 32-bit
+    float TIFF as ``float32``, 1-bit masks as ``bool``. Palette images become RGB (RGBA when
+    they carry transparency), grey+alpha becomes grey, CMYK/YCbCr/LAB become RGB.
+
+    Args:
+        path: the image file.
+
+    Returns:
+        The pixels, ``uint8``, ``uint16``, ``int32``, ``float32`` or ``bool``.
+
+    Shape:
+        - output: :math:`(H, W)` for grey, :math:`(H, W, C)` with :math:`C \\in \\{3, 4\\}` for
+          RGB / RGBA.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the path is a directory, the file is empty, is not an image Pillow can
+            read, or is truncated / corrupt.
+
+    Example:
+        >>> img = read_image("bbbc039/images/IXMtest_A02_s1_w1051DAA7C.png")  # doctest: +SKIP
+        >>> img.dtype, img.shape  # doctest: +SKIP
+        (dtype('uint16'), (520, 696))
+    """
+    path = _check_file(path)
+    try:
+        im = Image.open(path)
+        im.load()  # decode now, so a truncated file fails here and not later
+    except UnidentifiedImageError as err:
+        raise ValueError(f"{path} is not an image file Pillow can read ({err})") from err
+    except PermissionError:
+        raise
+    except (OSError, SyntaxError, ValueError) as err:
+        # Pillow reports truncated/corrupt data as OSError ("image file is truncated"),
+        # SyntaxError (broken PNG chunks) or ValueError, depending on the format.
+        raise ValueError(
+            f"{path} could not be decoded: truncated or corrupt image ({err})"
+        ) from err
+    with im:
+        try:
+            return _pil_to_array(im)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+
+
+def _pil_to_array(im: Image.Image) -> np.ndarray:
+    mode = im.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return np.asarray(im).astype(np.uint16, copy=False)
+    if mode == "I":
+        # Pillow may open 16-bit grey PNGs as 32-bit "I"; give them back as uint16.
+        arr = np.asarray(im)
+        if arr.size and arr.min() >= 0 and arr.max() <= np.iinfo(np.uint16).max:
+            return arr.astype(np.uint16)
+        return arr.astype(np.int32, copy=False)
+    if mode in ("1", "L", "F", "RGB", "RGBA"):
+        return np.asarray(im).copy()
+    if mode == "LA":
+        return np.asarray(im.convert("L")).copy()
+    if mode in ("P", "PA"):
+        has_alpha = mode == "PA" or "transparency" in im.info
+        return np.asarray(im.convert("RGBA" if has_alpha else "RGB")).copy()
+    if mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa", "La"):
+        return np.asarray(im.convert("RGB")).copy()
+    raise ValueError(f"unsupported image mode {mode!r}")
+
+
+def normalize_image(
+    img: np.ndarray,
+    pmin: float = 1.0,
+    pmax: float = 99.8,
+    clip: bool = False,
+    eps: float = 1e-6,
+) -> np.ndarray:
+    """Scale an image to float32 in roughly [0, 1].
+
+    ``uint8`` (and ``bool``) images are divided by their full range (255 or 1): their range is
+    fixed and pathology stain colours are meaningful. ``uint16``, other integer and float
+    images are percentile-normalized (as StarDist and Cellpose do): the ``pmin``-th percentile
+    maps to 0 and the ``pmax``-th to 1, computed over all pixels and channels together so that
+    colour ratios are kept. A few pixels may land slightly outside [0, 1] unless ``clip``.
+    A constant image maps to all zeros.
+
+    Args:
+        img: the image as read by :func:`read_image`.
+        pmin: low percentile, in [0, 100).
+        pmax: high percentile, in (pmin, 100].
+        clip: clip the result to [0, 1].
+        eps: smallest denominator, so a constant image gives zeros and not NaN.
+
+    Returns:
+        The normalized image, ``float32``.
+
+    Shape:
+        - img: :math:`(H, W)` or :math:`(H, W, C)`.
+        - output: same as ``img``.
+
+    Raises:
+        ValueError: the image holds NaN or infinity, or the percentiles are invalid.
+
+    Example:
+        >>> x = normalize_image(np.array([[0, 255]], dtype=np.uint8))
+        >>> x.tolist(), x.dtype
+        ([[0.0, 1.0]], dtype('float32'))
+    """
+    img = np.asarray(img)
+    if not 0.0 <= pmin < pmax <= 100.0:
+        raise ValueError(f"need 0 <= pmin < pmax <= 100, got pmin={pmin}, pmax={pmax}")
+    if img.dtype == np.bool_:
+        out = img.astype(np.float32)
+    elif img.dtype == np.uint8:
+        out = img.astype(np.float32) / np.float32(255.0)
+    elif np.issubdtype(img.dtype, np.integer) or np.issubdtype(img.dtype, np.floating):
+        if np.issubdtype(img.dtype, np.floating) and not np.isfinite(img).all():
+            bad = int((~np.isfinite(img)).sum())
+            raise ValueError(
+                f"image holds {bad} NaN/infinite value(s); replace them (e.g. np.nan_to_num) "
+                "before normalizing"
+            )
+        if img.size == 0:
+            return img.astype(np.float32)
+        lo, hi = np.percentile(img, [pmin, pmax])
+        # float64 for the subtraction: uint16/int32 ranges and large floats lose nothing.
+        out = ((img.astype(np.float64) - lo) / max(hi - lo, eps)).astype(np.float32)
+    else:
+        raise ValueError(f"cannot normalize an image of dtype {img.dtype}")
+    if clip:
+        np.clip(out, 0.0, 1.0, out=out)
+    return out
+
+
+def match_channels(img: np.ndarray, in_chans: int) -> np.ndarray:
+    """Bring an image to ``in_chans`` channels, channels last.
+
+    Grey to RGB repeats the grey plane; RGB to grey takes the channel mean; RGBA drops alpha.
+
+    Args:
+        img: a grey :math:`(H, W)` / :math:`(H, W, 1)` or colour :math:`(H, W, C)` image.
+        in_chans: channels the model expects (1 or 3 are the usual; any C matches itself).
+
+    Returns:
+        The image with exactly ``in_chans`` channels, same dtype.
+
+    Shape:
+        - output: :math:`(H, W, in\\_chans)`.
+
+    Raises:
+        ValueError: there is no sensible conversion (e.g. 2 channels to 3, RGB to 4).
+
+    Example:
+        >>> match_channels(np.zeros((4, 5), np.float32), 3).shape
+        (4, 5, 3)
+    """
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.ndim != 3:
+        raise ValueError(f"expected an image of shape (H, W) or (H, W, C), got {img.shape}")
+    c = img.shape[-1]
+    if c == in_chans:
+        return img
+    if c == 4 and in_chans in (1, 3):
+        img, c = img[..., :3], 3  # alpha carries no stain information
+        if in_chans == 3:
+            return img
+    if c == 1 and in_chans == 3:
+        return np.repeat(img, 3, axis=-1)
+    if c == 3 and in_chans == 1:
+        return img.mean(axis=-1, keepdims=True, dtype=np.float64).astype(img.dtype)
+    raise ValueError(
+        f"cannot convert an image with {img.shape[-1]} channel(s) to in_chans={in_chans}: "
+        "supported are grey<->RGB and RGBA->RGB/grey"
+    )

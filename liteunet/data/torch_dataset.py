@@ -1,0 +1,170 @@
+"""A ``torch.utils.data.Dataset`` of annotated images: crops, augmentation and location maps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .augment import AugmentConfig, PadMode, center_crop, random_crop
+from .augment import augment as apply_augment
+from .datasets import Sample
+from .io import match_channels, normalize_image, read_image
+from .targets import TargetFn, gaussian_target
+
+__all__ = ["PointDataset", "collate"]
+
+
+class PointDataset(Dataset):
+    """Images with point annotations, as (image, location-map target) training pairs.
+
+    Each item is built as: cached normalized image -> crop (random with ``augment``, central
+    otherwise; padded when the image is smaller) -> :func:`augment` -> channels matched to
+    ``in_chans`` -> ``target_fn`` rendered from the transformed points. Images are read once,
+    normalized with :func:`normalize_image` and kept in memory (the data sets are small; with
+    ``DataLoader`` workers each worker fills its own cache, so use ``persistent_workers=True``).
+
+    Randomness is a ``numpy.random.Generator`` seeded with ``(seed, epoch, index)``, so an item
+    is the same whatever worker builds it; call :meth:`set_epoch` once per epoch to get new
+    crops and flips.
+
+    Args:
+        samples: the annotated images (:func:`load_dataset`, :func:`load_folder`).
+        crop_size: output size ``S`` or ``(H, W)``; ``None`` keeps whole images (then batch
+            them one at a time or all of one size).
+        augment: ``True`` for the default :class:`AugmentConfig`, ``False`` for none, or a
+            config (e.g. ``AugmentConfig.paper()``: horizontal flips only).
+        target_fn: makes the location map from points; default :func:`gaussian_target`
+            (sigma 2). Bind options with ``functools.partial``.
+        num_classes: target channels; with 1 every point goes to channel 0 whatever its label.
+        in_chans: image channels the model expects (grey is repeated to RGB, RGB averaged to
+            grey).
+        seed: base seed.
+        pad_mode: padding of crops that leave the image, see :func:`liteunet.data.augment.crop`.
+
+    Returns (per item):
+        A dict with ``image`` float32 tensor :math:`(in\\_chans, H, W)`, ``target`` float32
+        tensor :math:`(num\\_classes, H, W)`, ``points`` float32 tensor :math:`(N, 2)` as (x, y)
+        pixel coordinates in the output image, ``labels`` int64 tensor :math:`(N,)` and
+        ``name`` str.
+
+    Example:
+        >>> from liteunet.data import load_dataset, PointDataset, collate
+        >>> ds = PointDataset(load_dataset("crc", "train"), crop_size=256)  # doctest: +SKIP
+        >>> loader = torch.utils.data.DataLoader(ds, batch_size=12, shuffle=True,
+        ...                                      collate_fn=collate)  # doctest: +SKIP
+        >>> batch = next(iter(loader)); batch["image"].shape  # doctest: +SKIP
+        torch.Size([12, 3, 256, 256])
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        crop_size: int | tuple[int, int] | None = 256,
+        augment: bool | AugmentConfig = True,
+        target_fn: TargetFn = gaussian_target,
+        num_classes: int = 1,
+        in_chans: int = 3,
+        seed: int = 0,
+        pad_mode: PadMode = "constant",
+    ) -> None:
+        self.samples = list(samples)
+        if not self.samples:
+            raise ValueError("PointDataset needs at least one sample")
+        if num_classes > 1:
+            for s in self.samples:
+                if len(s.labels) and s.labels.max() >= num_classes:
+                    raise ValueError(
+                        f"sample {s.name!r} has label {s.labels.max()} but num_classes="
+                        f"{num_classes}"
+                    )
+        self.crop_size = crop_size
+        if augment is True:
+            augment = AugmentConfig()
+        self.augment_config: AugmentConfig | None = augment or None
+        self.target_fn = target_fn
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.seed = seed
+        self.pad_mode = pad_mode
+        self.epoch = 0
+        self._cache: dict[int, np.ndarray] = {}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose random crops and flips the items use."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load_image(self, index: int) -> np.ndarray:
+        """The normalized float32 image of sample ``index``, channels last (read once)."""
+        if index not in self._cache:
+            image = normalize_image(read_image(self.samples[index].image_path))
+            # Fail now, with the file name, rather than after cropping and augmenting.
+            try:
+                match_channels(image[:1, :1], self.in_chans)
+            except ValueError as err:
+                raise ValueError(f"{self.samples[index].image_path}: {err}") from None
+            self._cache[index] = image
+        return self._cache[index]
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        sample = self.samples[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        image, points, labels = self.load_image(index), sample.points, sample.labels
+        if self.crop_size is not None:
+            if self.augment_config is not None:
+                image, points, labels = random_crop(image, points, labels, self.crop_size, rng,
+                                                    pad_mode=self.pad_mode)
+            else:
+                image, points, labels = center_crop(image, points, labels, self.crop_size,
+                                                    pad_mode=self.pad_mode)
+        if self.augment_config is not None:
+            image, points, labels = apply_augment(image, points, labels, rng,
+                                                  self.augment_config)
+        image = match_channels(image, self.in_chans)
+        target = self.target_fn(points, labels, image.shape[:2], num_classes=self.num_classes)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1),
+                                                          dtype=np.float32)),
+            "target": torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)),
+            "points": torch.from_numpy(points.astype(np.float32)),
+            "labels": torch.from_numpy(labels.astype(np.int64)),
+            "name": sample.name,
+        }
+
+
+def collate(items: Sequence[dict]) -> dict:
+    """Batch :class:`PointDataset` items: stack images and targets, keep points as lists.
+
+    Args:
+        items: dicts from :meth:`PointDataset.__getitem__`, all of one image size.
+
+    Returns:
+        ``image`` :math:`(B, C, H, W)`, ``target`` :math:`(B, K, H, W)`, and lists of length B
+        for ``points`` (each :math:`(N_i, 2)` (x, y)), ``labels`` and ``name``.
+
+    Example:
+        >>> item = {"image": torch.zeros(3, 4, 4), "target": torch.zeros(1, 4, 4),
+        ...         "points": torch.zeros(0, 2), "labels": torch.zeros(0), "name": "a"}
+        >>> collate([item, item])["image"].shape
+        torch.Size([2, 3, 4, 4])
+    """
+    sizes = {tuple(item["image"].shape) for item in items}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"cannot stack images of different sizes {sorted(sizes)}: set crop_size in "
+            "PointDataset or use batch_size=1"
+        )
+    return {
+        "image": torch.stack([item["image"] for item in items]),
+        "target": torch.stack([item["target"] for item in items]),
+        "points": [item["points"] for item in items],
+        "labels": [item["labels"] for item in items],
+        "name": [item["name"] for item in items],
+    }
