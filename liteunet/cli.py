@@ -46,6 +46,59 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    import logging
+
+    from .train import config_from_args, train
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    best = train(config_from_args(args))
+    print(json.dumps({k: v for k, v in best.items() if not k.startswith("val/") or "mean" in k}, indent=2))
+    return 0
+
+
+def _load_for_eval(name: str, device: str):
+    from pathlib import Path
+
+    from . import create_model
+
+    if Path(name).is_dir():
+        return create_model(f"local-dir:{name}", pretrained=True)
+    return create_model(name, pretrained=True)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .data import load_dataset
+    from .evaluate import LocalizationSettings, evaluate, write_report
+
+    model = _load_for_eval(args.model, args.device)
+    stored = (getattr(model, "pretrained_cfg", None) or {}).get("localization") or {}
+    if Path(args.model).is_dir() and not stored:
+        config = json.loads((Path(args.model) / "config.json").read_text())
+        stored = config.get("localization", {})
+    settings = LocalizationSettings(
+        threshold=args.threshold if args.threshold is not None else stored.get("threshold", 0.5),
+        min_distance=args.min_distance if args.min_distance is not None else stored.get("min_distance", 3),
+        sigma=stored.get("sigma", 2.0),
+    )
+    device = "cuda" if args.device == "auto" and __import__("torch").cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
+    model.to(device)
+    status = 0
+    for name in args.datasets:
+        report = evaluate(model, load_dataset(name, args.split), settings, dataset=name, device=device)
+        csv_path, json_path = write_report(report, args.out_dir)
+        s = report.summary
+        print(
+            f"{name}/{args.split}: F1@5 {s['f1@5']:.3f}  F1@10 {s['f1@10']:.3f}  "
+            f"P@10 {s['precision@10']:.3f}  R@10 {s['recall@10']:.3f}  MAE {s['mae']:.2f}  RMSE {s['rmse']:.2f}"
+            + (f"  Ki-67 index error {s['positive_index_error']:.2f} pts" if "positive_index_error" in s else "")
+        )
+        print(f"  wrote {csv_path} and {json_path}")
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="liteunet", description="Lite-UNet model zoo for cell localization."
@@ -72,6 +125,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=1, help="location maps out (default 1)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_cmd_info)
+
+    from .train import add_train_arguments
+
+    p = sub.add_parser(
+        "train",
+        help="train or fine-tune on shared data sets or your own folder of images + CSV points",
+        description="Train (or, with --pretrained, fine-tune) a model. Validates every epoch with "
+        "F1 at 5 and 10 px, keeps the best weights in OUT_DIR/best/ and resumes from OUT_DIR/last.pt.",
+    )
+    add_train_arguments(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "eval",
+        help="evaluate weights with the paper's protocol (F1 at 5/10 px, MAE, RMSE)",
+        description="Evaluate a pretrained tag or a weights folder on shared data sets: pooled "
+        "precision/recall/F1 at 5 and 10 px (Hungarian matching), MAE and RMSE of counts, per class "
+        "and Ki-67 index error for 2-class models. Writes a per-image CSV and a JSON summary per set.",
+    )
+    p.add_argument("model", help="pretrained tag (lite_unet.crc) or a weights folder (runs/x/best)")
+    p.add_argument("datasets", nargs="+", help="shared data set names")
+    p.add_argument("--split", default="validation", help="split to evaluate (default validation)")
+    p.add_argument("-o", "--out-dir", default="eval", help="folder for the CSV and JSON reports")
+    p.add_argument("--threshold", type=float, help="peak threshold (default: stored with the weights)")
+    p.add_argument("--min-distance", type=int, help="peak minimum distance (default: stored with the weights)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_eval)
     return parser
 
 
