@@ -7,7 +7,7 @@ colour jitter, and bfloat16 autocast (about 1.7x faster than fp32 on an AVX-512 
 
 A run writes into ``out_dir``:
 
-- ``last.pt``: model, optimizer and scheduler state after the latest epoch (resume reads it);
+- ``last.pt``: model and optimizer state after the latest epoch (resume reads it);
 - ``best/``: the best validation epoch as a Hub-ready folder (``model.safetensors`` and timm's
   ``config.json`` with the chosen ``localization`` settings);
 - ``log.csv`` / ``log.jsonl``: one row per epoch; ``curves.png`` when matplotlib is installed.
@@ -302,13 +302,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total_steps = steps_per_epoch * cfg.epochs
-    if cfg.schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=0.05, anneal_strategy="cos"
-        )
-    elif cfg.schedule == "constant":
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    else:
+    if cfg.schedule not in ("cosine", "constant"):
         raise ValueError(f"unknown schedule {cfg.schedule!r}; use cosine or constant")
 
     start_epoch, step, best, rows, elapsed_before = 0, 0, {"score": -1.0}, [], 0.0
@@ -317,7 +311,6 @@ def train(config: TrainConfig) -> dict[str, Any]:
         state = torch.load(last_path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         start_epoch, step, best = state["epoch"] + 1, state["step"], json.loads(state["best"])
         rows, elapsed_before = json.loads(state["rows"]), state["elapsed"]
         if is_main:
@@ -342,11 +335,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
             with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
                 pred = net(image)
             loss = F.mse_loss(pred.float(), target)
+            for group in optimizer.param_groups:
+                group["lr"] = _learning_rate(cfg, step, total_steps)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if step < total_steps - 1 or cfg.schedule == "constant":
-                scheduler.step()
             step += 1
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4g}")
@@ -364,7 +357,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             _write_logs(rows, out)
             torch.save(
                 {
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "epoch": epoch, "step": step, "best": json.dumps(best), "rows": json.dumps(rows),
                     "elapsed": elapsed_before + time.time() - started,
                 },
@@ -380,6 +373,20 @@ def train(config: TrainConfig) -> dict[str, Any]:
         _check_replicas_agree(model, out, is_main)
         dist.destroy_process_group()
     return best
+
+
+def _learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """The learning rate at ``step``: constant, or a short linear warm-up then a cosine decay.
+
+    A pure function of the step, so a resumed run (even with more epochs) continues smoothly.
+    """
+    if cfg.schedule == "constant":
+        return cfg.lr
+    warmup = max(1, int(0.03 * total_steps))
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def _check_replicas_agree(model: nn.Module, out: Path, is_main: bool) -> None:

@@ -1,0 +1,113 @@
+"""Training and evaluation on a small folder of synthetic images with CSV points."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import liteunet
+from liteunet.data import gaussian_target, load_folder
+from liteunet.evaluate import LocalizationSettings, evaluate_maps, select_settings
+from liteunet.train import TrainConfig, _epoch_indices, train
+
+TINY = {"widths": [8, 8, 16, 16, 16]}
+
+
+def _make_folder(root: Path, n: int = 5, size: int = 64) -> Path:
+    """Dark images with bright 3x3 'cells' at random places, and their CSV points."""
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        image = np.full((size, size, 3), 30, np.uint8)
+        points = rng.uniform(4, size - 5, size=(6, 2)).round()
+        for x, y in points.astype(int):
+            image[y - 1 : y + 2, x - 1 : x + 2] = 230
+        Image.fromarray(image).save(root / f"img{i}.png")
+        (root / f"img{i}.csv").write_text("x,y\n" + "".join(f"{x},{y}\n" for x, y in points))
+    return root
+
+
+def test_epoch_indices_balance_sets_and_are_seeded():
+    a = _epoch_indices([3, 100], [10, 10], seed=0, epoch=1)
+    assert a == _epoch_indices([3, 100], [10, 10], seed=0, epoch=1)
+    assert a != _epoch_indices([3, 100], [10, 10], seed=0, epoch=2)
+    assert sum(i < 3 for i in a) == 10 and sum(i >= 3 for i in a) == 10
+    assert set(i for i in a if i < 3) == {0, 1, 2}  # a small set is cycled through, not skipped
+
+
+def test_select_settings_on_perfect_maps_gives_f1_one(tmp_path):
+    samples = load_folder(_make_folder(tmp_path / "data", n=2))
+    maps = [gaussian_target(s.points, s.labels, (64, 64), sigma=2.0) * 0.8 for s in samples]
+    settings, result = select_settings(maps, samples)
+    assert result["f1@5"] == 1.0 and result["f1@10"] == 1.0
+    assert settings.threshold <= 0.8
+    too_high = evaluate_maps(maps, samples, LocalizationSettings(threshold=0.9)).compute()
+    assert too_high["recall@10"] == 0.0
+
+
+def test_train_writes_weights_logs_and_resumes(tmp_path):
+    data = _make_folder(tmp_path / "data")
+    out = tmp_path / "run"
+    cfg = TrainConfig(
+        datasets=[str(data)], out_dir=str(out), epochs=2, batch_size=2, crop_size=32, model_args=TINY,
+        samples_per_epoch=4, progress=False,
+    )
+    best = train(cfg)
+    assert {"score", "threshold", "min_distance"} <= set(best)
+    config = json.loads((out / "best" / "config.json").read_text())
+    assert config["architecture"] == "lite_unet"
+    assert set(config["localization"]) == {"threshold", "min_distance", "sigma"}
+    assert config["training"]["params"] > 0 and "CPU" in config["training"]["hardware"]
+    rows = (out / "log.csv").read_text().splitlines()
+    assert len(rows) == 3 and "val/data/f1@10" in rows[0]
+    # the best folder loads back through timm's local-dir source
+    model = liteunet.create_model(f"local-dir:{out / 'best'}", pretrained=True)
+    assert model.widths == (8, 8, 16, 16, 16)
+    # resume: two more epochs continue from epoch 2 and step 4
+    cfg.epochs = 4
+    train(cfg)
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    assert [r["step"] for r in rows] == [2, 4, 6, 8]
+
+
+def test_fine_tune_from_a_weights_folder_changes_num_classes(tmp_path):
+    data = _make_folder(tmp_path / "data", n=3)
+    base = tmp_path / "base"
+    train(TrainConfig(datasets=[str(data)], out_dir=str(base), epochs=1, batch_size=2, crop_size=32,
+                      model_args=TINY, samples_per_epoch=2, progress=False))
+    out = tmp_path / "ft"
+    train(TrainConfig(datasets=[str(data)], out_dir=str(out), epochs=1, batch_size=2, crop_size=32,
+                      model_args=TINY, samples_per_epoch=2, progress=False, pretrained=str(base / "best")))
+    tuned = torch.load(out / "last.pt", weights_only=True)["model"]
+    from safetensors.torch import load_file
+
+    start = load_file(base / "best" / "model.safetensors")
+    assert tuned.keys() == start.keys()
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_two_cpu_processes_agree(tmp_path):
+    data = _make_folder(tmp_path / "data", n=4)
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+        "-m", "liteunet.train", str(data), "-o", str(out), "--epochs", "1", "--batch-size", "2",
+        "--crop-size", "32", "--samples-per-epoch", "8", "--model-args", json.dumps(TINY), "--no-progress",
+        "--device", "cpu",
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    checksums = json.loads((out / "ddp_check.json").read_text())["param_checksums"]
+    assert len(checksums) == 2 and checksums[0] == pytest.approx(checksums[1], rel=1e-12)
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 2  # 8 crops / (batch 2 x 2 processes)
