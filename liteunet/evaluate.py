@@ -27,6 +27,8 @@ __all__ = [
     "LocalizationSettings",
     "predict_maps",
     "evaluate_maps",
+    "peaks_of_maps",
+    "selection_score",
     "select_settings",
     "evaluate",
     "write_report",
@@ -83,11 +85,13 @@ def predict_maps(
     return maps
 
 
-def _peaks(maps: Sequence[np.ndarray], min_distance: int, floor: float) -> list[PeakResult]:
+def peaks_of_maps(maps: Sequence[np.ndarray], min_distance: int, floor: float) -> list[PeakResult]:
+    """Peaks of each ``(num_classes, H, W)`` map at or above ``floor``; filter by score for higher thresholds."""
     return [find_peaks(torch.from_numpy(m), min_distance=min_distance, threshold=floor) for m in maps]
 
 
-def _score(result: dict[str, Any]) -> float:
+def selection_score(result: dict[str, Any]) -> float:
+    """What settings and checkpoints are chosen by: the mean of F1 at 5 and 10 px."""
     # Both of the paper's radii count: the tight one rewards accurate centres.
     return 0.5 * (result["f1@5"] + result["f1@10"])
 
@@ -101,7 +105,7 @@ def evaluate_maps(
     peaks: Sequence[PeakResult] | None = None,
 ) -> PointMetrics:
     """Score location maps against the samples' points with :class:`PointMetrics`."""
-    peaks = peaks if peaks is not None else _peaks(maps, settings.min_distance, settings.threshold)
+    peaks = peaks if peaks is not None else peaks_of_maps(maps, settings.min_distance, settings.threshold)
     metrics = PointMetrics(radii=tuple(radii))
     for sample, peak in zip(samples, peaks):
         keep = peak.scores >= settings.threshold
@@ -127,12 +131,12 @@ def select_settings(
     """
     best: tuple[float, LocalizationSettings, dict[str, Any]] | None = None
     for min_distance in min_distances:
-        peaks = _peaks(maps, min_distance, min(thresholds))
+        peaks = peaks_of_maps(maps, min_distance, min(thresholds))
         for threshold in thresholds:
             settings = LocalizationSettings(float(threshold), int(min_distance), sigma)
             result = evaluate_maps(maps, samples, settings, num_classes=num_classes, peaks=peaks).compute()
-            if best is None or _score(result) > best[0]:
-                best = (_score(result), settings, result)
+            if best is None or selection_score(result) > best[0]:
+                best = (selection_score(result), settings, result)
     assert best is not None
     return best[1], best[2]
 

@@ -45,7 +45,7 @@ from ._factory import create_model
 from .complexity import count_macs, count_params
 from .data import AugmentConfig, PointDataset, Sample, collate, load_dataset, load_folder
 from .data.targets import gaussian_target
-from .evaluate import LocalizationSettings, evaluate_maps, predict_maps, select_settings
+from .evaluate import LocalizationSettings, evaluate_maps, peaks_of_maps, selection_score, predict_maps, select_settings
 
 __all__ = ["TrainConfig", "PRESETS", "train", "save_weights", "main"]
 
@@ -424,7 +424,7 @@ def _validate(
             result[f"val/{name}/{key}"] = summary[key]
         if "positive_index_error" in summary:
             result[f"val/{name}/ki67_index_error"] = summary["positive_index_error"]
-        scores.append(0.5 * (summary["f1@5"] + summary["f1@10"]))
+        scores.append(selection_score(summary))
     result["val/mean_score"] = float(np.mean(scores))
     if result["val/mean_score"] > best["score"]:
         best.clear()
@@ -447,20 +447,21 @@ def _select_across(
     if len(maps) == 1:
         name = next(iter(maps))
         settings, summary = select_settings(maps[name], val_sets[name], sigma=cfg.sigma, num_classes=cfg.num_classes)
-        return settings, 0.5 * (summary["f1@5"] + summary["f1@10"])
+        return settings, selection_score(summary)
     best: tuple[float, LocalizationSettings] | None = None
+    thresholds = np.round(np.arange(0.1, 0.91, 0.1), 2)
     # Coarser grid across several sets: the mean score over sets is what is maximized.
     for min_distance in (2, 3, 4):
-        for threshold in np.round(np.arange(0.1, 0.91, 0.1), 2):
+        # Peaks depend on min_distance only; each threshold just filters them by score.
+        peaks = {n: peaks_of_maps(maps[n], min_distance, float(thresholds[0])) for n in maps}
+        for threshold in thresholds:
             settings = LocalizationSettings(float(threshold), min_distance, cfg.sigma)
-            score = np.mean([
-                (lambda s: 0.5 * (s["f1@5"] + s["f1@10"]))(
-                    evaluate_maps(maps[n], val_sets[n], settings, num_classes=cfg.num_classes).compute()
-                )
+            score = float(np.mean([
+                selection_score(evaluate_maps(maps[n], val_sets[n], settings, num_classes=cfg.num_classes, peaks=peaks[n]).compute())
                 for n in maps
-            ])
+            ]))
             if best is None or score > best[0]:
-                best = (float(score), settings)
+                best = (score, settings)
     assert best is not None
     return best[1], best[0]
 
