@@ -1,0 +1,159 @@
+"""Model cards for weights folders: written from what the training run recorded in config.json.
+
+Every number on a card comes from the folder's ``config.json`` (``training`` and
+``localization``, written by :func:`liteunet.train.save_weights`) or from an evaluation JSON
+passed in; nothing is typed by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DATASET_TERMS", "render_model_card", "write_model_card"]
+
+# name: (description, licence / terms, citation)
+DATASET_TERMS: dict[str, tuple[str, str, str]] = {
+    "crc": (
+        "CRCHistoPhenotypes, H&E colorectal adenocarcinoma nuclei, 500x500",
+        "research use only",
+        "Sirinukunwattana et al., IEEE TMI 2016",
+    ),
+    "bcdata": (
+        "BCData, Ki-67 IHC breast tumour cells (positive/negative), 640x640",
+        "research use",
+        "Huang et al., MICCAI 2020",
+    ),
+    "bbbc039": (
+        "BBBC039v1, Hoechst-stained U2OS nuclei (fluorescence, 16-bit), 520x696",
+        "CC0 1.0",
+        "Caicedo et al., Cytometry A 2019",
+    ),
+    "mbm": (
+        "MBM, H&E bone marrow, 600x600",
+        "research use",
+        "Kainz et al., MICCAI 2015",
+    ),
+    "vgg_cells": (
+        "VGG synthetic fluorescence cells, 256x256",
+        "academic use",
+        "Lempitsky & Zisserman, NIPS 2010",
+    ),
+    "adi": (
+        "ADI, H&E subcutaneous adipocytes (GTEx), 150x150",
+        "research use",
+        "Cohen et al., ICCV Workshops 2017",
+    ),
+}
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def render_model_card(
+    config: dict[str, Any], tag: str, summary: str = "", evaluation: dict[str, dict[str, Any]] | None = None,
+    evaluation_command: str = "",
+) -> str:
+    """Markdown (with Hugging Face YAML front matter) for a weights folder's ``config.json``.
+
+    Args:
+        config: the folder's config.json.
+        tag: the pretrained tag (``lite_unet.multi``).
+        summary: one paragraph about the weights.
+        evaluation: per data set, the JSON summary ``liteunet eval`` wrote (full validation
+            splits); without it the card shows the validation the training run recorded.
+        evaluation_command: the command that produced ``evaluation``.
+    """
+    training = config.get("training", {})
+    loc = config.get("localization", {})
+    datasets = [Path(d).name for d in training.get("datasets", [])]
+    licences = sorted({DATASET_TERMS[d][1] for d in datasets if d in DATASET_TERMS})
+    lines = [
+        "---",
+        "library_name: timm",
+        "license: other" if any(t != "CC0 1.0" for t in licences) else "license: cc0-1.0",
+        "tags: [liteunet, cell-localization, timm, image-segmentation]",
+        "---",
+        f"# {tag}",
+        "",
+        summary or f"Lite-UNet weights for cell localization, trained with liteunet on {', '.join(datasets)}.",
+        "",
+        "```python",
+        "import liteunet",
+        f'model = liteunet.create_model("{tag}", pretrained=True)',
+        "```",
+        "",
+        "## Model",
+        f"- architecture: `{config.get('architecture')}`, {config.get('num_classes')} location map(s)"
+        + (f" ({', '.join(config['pretrained_cfg'].get('label_names') or [])})" if config.get("pretrained_cfg", {}).get("label_names") else ""),
+        f"- parameters: {training.get('params', 0) / 1e6:.2f} M; "
+        f"{training.get('macs_512', 0) / 1e9:.2f} G MACs per 3x512x512 image (the paper's 'GFLOPs')",
+        f"- localization settings chosen on validation: threshold {loc.get('threshold')}, "
+        f"min_distance {loc.get('min_distance')} px (Gaussian targets, sigma {loc.get('sigma')} px)",
+        "- input: RGB floats in [0, 1] (8-bit / 255; 16-bit percentile-normalized); grey images are repeated to 3 channels",
+        "",
+        "## Training data and its terms",
+        "",
+        "| data set | what | terms | cite |",
+        "|---|---|---|---|",
+    ]
+    for d in datasets:
+        what, terms, cite = DATASET_TERMS.get(d, ("user data", "see its owner", ""))
+        lines.append(f"| `{d}` | {what} | {terms} | {cite} |")
+    lines += [
+        "",
+        "Training used the `train` split of each set (fixed splits shipped in `liteunet/data/splits/`"
+        " for the sets that give none); settings and the checkpoint were chosen on the `validation` split.",
+        "Because several sets are for research use only, **these weights are for research use**.",
+        "",
+        "## Recipe",
+        f"- preset `{training.get('preset')}` of `liteunet train` (see `liteunet/train.py`); "
+        f"best epoch {training.get('epoch')} (step {training.get('step')})",
+        f"- wall time to the best epoch: {training.get('minutes')} min on {training.get('hardware')}",
+        "",
+        "## Validation metrics",
+        "Paper protocol (section 4.2): one-to-one Hungarian matching, a match within 5 or 10 px, "
+        "precision/recall/F1 pooled over the set; MAE/RMSE of per-image counts.",
+        "",
+    ]
+    validation = training.get("validation", {})
+    if evaluation:
+        validation = {f"val/{n}/{k}": v for n, summary_ in evaluation.items() for k, v in summary_.items()}
+        lines.append(f"Full validation splits, measured with `{evaluation_command}`:")
+        lines.append("")
+    else:
+        lines.append("As recorded by the training run at its best epoch (at most `val_max_images` images per set):")
+        lines.append("")
+    names = sorted({k.split("/")[1] for k in validation if k.count("/") == 2})
+    if names:
+        metrics = ["f1@5", "f1@10", "precision@10", "recall@10", "mae", "rmse"]
+        lines.append("| set | " + " | ".join(metrics) + " |")
+        lines.append("|---|" + "---|" * len(metrics))
+        for n in names:
+            lines.append(f"| {n} | " + " | ".join(_fmt(validation.get(f"val/{n}/{m}", "")) for m in metrics) + " |")
+        lines.append("")
+    lines += [
+        "Reproduce: `liteunet eval " + tag + " " + " ".join(names or datasets) + "`.",
+        "",
+        "## Intended use and limitations",
+        "- Research on cell/nucleus localization and counting in microscopy and pathology images "
+        "similar to the training data. Not a medical device; not for diagnosis.",
+        "- Trained on small public sets: expect lower accuracy on other stains, scanners and magnifications; "
+        "fine-tune with `liteunet train --pretrained " + tag + "` on a few annotated images of your own.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_model_card(
+    folder: str | Path, tag: str, summary: str = "", evaluation: dict[str, dict[str, Any]] | None = None,
+    evaluation_command: str = "",
+) -> Path:
+    """Write ``README.md`` into a weights folder from its ``config.json`` (and evaluation JSONs)."""
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text())
+    path = folder / "README.md"
+    path.write_text(render_model_card(config, tag, summary, evaluation, evaluation_command))
+    return path
