@@ -53,4 +53,11 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
     base = name.split(":", 1)[-1] if ":" in name else name
     if ":" not in name and not is_model(base):
         raise ValueError(f"unknown model {name!r}; liteunet models: {', '.join(list_models())}")
-    return timm.create_model(name, pretrained=pretrained, **kwargs)
+    checkpoint_path = kwargs.pop("checkpoint_path", None)
+    model = timm.create_model(name, pretrained=pretrained, **kwargs)
+    if checkpoint_path:
+        # timm's load_checkpoint neither checks architecture nor shapes; this one does, same safety.
+        from .hub import load_weights_file
+
+        load_weights_file(model, checkpoint_path)
+    return model

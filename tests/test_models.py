@@ -122,8 +122,8 @@ def test_forward_rejects_bad_input_clearly():
 
 
 def test_pretrained_without_published_weights_fails_clearly():
-    with pytest.raises(RuntimeError, match="No pretrained weights are published for 'lite_unet.crc'"):
-        liteunet.create_model("lite_unet.crc", pretrained=True)
+    with pytest.raises(RuntimeError, match="No pretrained weights are published for 'lite_unet_ghost_cbam'"):
+        liteunet.create_model("lite_unet_ghost_cbam", pretrained=True)
     with pytest.raises(ValueError, match="unknown model 'resnet18'"):
         liteunet.create_model("resnet18")
 

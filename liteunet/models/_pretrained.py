@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from timm.models import get_pretrained_cfg
+import torch.nn as nn
+from timm.models import build_model_with_cfg, get_pretrained_cfg
 from timm.models._builder import resolve_pretrained_cfg
 
-__all__ = ["localization_cfg", "check_pretrained_available"]
+__all__ = [
+    "build_localization_model",
+    "check_pretrained_available",
+    "hub_weights",
+    "localization_cfg",
+]
 
 PAPER_NAME = "Lite-UNet: A lightweight and efficient network for cell localization"
+
+# Hub repositories of the pretrained tags are ``liteunet/<model>.<tag>``, pinned to this revision.
+# They are not published yet: after `python -m liteunet.hub push weights/<tag> --repo-id
+# liteunet/<tag> --tag v0.1.0`, pin the commit id it prints instead (a commit id lets a cached
+# copy load without any network call).
+HUB_ORG = "liteunet"
+HUB_REVISION = "v0.1.0"
 
 
 def localization_cfg(**kwargs: Any) -> dict[str, Any]:
@@ -33,6 +46,30 @@ def localization_cfg(**kwargs: Any) -> dict[str, Any]:
     )
     cfg.update(kwargs)
     return cfg
+
+
+def hub_weights(name: str, revision: str = HUB_REVISION) -> dict[str, Any]:
+    """``pretrained_cfg`` entries naming the Hub repository of ``name`` (e.g. ``"lite_unet.crc"``).
+
+    timm pins a revision with ``hf_hub_id="ORG/NAME@REVISION"``; only ``model.safetensors`` is read.
+    """
+    return dict(hf_hub_id=f"{HUB_ORG}/{name}@{revision}", hf_hub_filename="model.safetensors")
+
+
+def build_localization_model(
+    model_cls: Any, variant: str, pretrained: bool = False, **kwargs: Any
+) -> nn.Module:
+    """``build_model_with_cfg`` with liteunet's offline-first, checked weight loading (liteunet.hub).
+
+    Order: a file the user names, the Hub cache, the Hub, the bundled default weights.
+    """
+    check_pretrained_available(variant, pretrained, kwargs)
+    revision = kwargs.pop("revision", None)
+    if not pretrained:
+        return build_model_with_cfg(model_cls, variant, False, **kwargs)
+    from ..hub import build_pretrained  # imported late: liteunet.hub must not load with the package
+
+    return build_pretrained(model_cls, variant, revision=revision, **kwargs)
 
 
 def check_pretrained_available(variant: str, pretrained: bool, kwargs: dict[str, Any]) -> None:

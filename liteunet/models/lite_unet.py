@@ -31,11 +31,11 @@ from typing import Any
 import torch.nn as nn
 from timm.layers import ConvNormAct
 from timm.layers.typing import LayerType
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 
 from ..layers import GhostCBAM, GradientAggregation, GraphCorrelationAttention
 from ._base import LocalizationModel
-from ._pretrained import check_pretrained_available, localization_cfg
+from ._pretrained import build_localization_model, hub_weights, localization_cfg
 
 __all__ = ["LiteUNet", "UpConv"]
 
@@ -126,8 +126,7 @@ class LiteUNet(LocalizationModel):
 
 
 def _create_lite_unet(variant: str, pretrained: bool = False, **kwargs: Any) -> LiteUNet:
-    check_pretrained_available(variant, pretrained, kwargs)
-    return build_model_with_cfg(LiteUNet, variant, pretrained, **kwargs)
+    return build_localization_model(LiteUNet, variant, pretrained, **kwargs)
 
 
 # The GA module's four difference convs all read the image: timm adapts each of them when
@@ -141,10 +140,21 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
 
 default_cfgs = generate_default_cfgs(
     {
-        # Pretrained tags; their weights are trained on ../shared/datasets (see weights/).
-        "lite_unet.multi*": _cfg(description="generalist: H&E, IHC-free fluorescence and bright-field cells"),
-        "lite_unet.crc": _cfg(description="H&E colorectal nuclei (CRCHistoPhenotypes)"),
-        "lite_unet.ki67": _cfg(num_classes=2, label_names=("positive", "negative"), description="Ki-67 IHC, BCData"),
+        # Pretrained tags; their weights are trained on ../shared/datasets (see weights/), published
+        # on the Hub as liteunet/<tag> (hub_weights); lite_unet.multi also ships inside the wheel.
+        "lite_unet.multi*": _cfg(
+            **hub_weights("lite_unet.multi"),
+            description="generalist: H&E nuclei, bone marrow, adipocytes, fluorescence nuclei and cells",
+        ),
+        "lite_unet.crc": _cfg(
+            **hub_weights("lite_unet.crc"), description="H&E colorectal nuclei (CRCHistoPhenotypes)"
+        ),
+        "lite_unet.ki67": _cfg(
+            **hub_weights("lite_unet.ki67"),
+            num_classes=2,
+            label_names=("positive", "negative"),
+            description="Ki-67 IHC, BCData",
+        ),
         "lite_unet_ghost_cbam": _cfg(first_conv="encoder.0.ghost.0.primary.conv"),
         "lite_unet_ghost_cbam_ga": _cfg(),
     }

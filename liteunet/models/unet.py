@@ -14,10 +14,10 @@ from typing import Any
 import torch.nn as nn
 from timm.layers import ConvNormAct
 from timm.layers.typing import LayerType
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 
 from ._base import LocalizationModel
-from ._pretrained import check_pretrained_available, localization_cfg
+from ._pretrained import build_localization_model, localization_cfg
 from .lite_unet import UpConv
 
 __all__ = ["UNet", "DoubleConv"]
@@ -75,8 +75,7 @@ class UNet(LocalizationModel):
 
 
 def _create_unet(variant: str, pretrained: bool = False, **kwargs: Any) -> UNet:
-    check_pretrained_available(variant, pretrained, kwargs)
-    return build_model_with_cfg(UNet, variant, pretrained, **kwargs)
+    return build_localization_model(UNet, variant, pretrained, **kwargs)
 
 
 default_cfgs = generate_default_cfgs({"unet": localization_cfg(first_conv="encoder.0.0.conv")})
