@@ -11,5 +11,9 @@ __version__ = "0.1.0"
 from . import layers, models
 from ._factory import create_model, is_model, list_models
 from .complexity import count_macs, count_params
+from .localization import LocalizationResult, Localizer, localize
 
-__all__ = ["__version__", "count_macs", "count_params", "create_model", "is_model", "layers", "list_models", "models"]
+__all__ = [
+    "__version__", "LocalizationResult", "Localizer", "count_macs", "count_params", "create_model",
+    "is_model", "layers", "list_models", "localize", "models",
+]

@@ -57,7 +57,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_for_eval(name: str, device: str):
+def _load_for_eval(name: str):
     from pathlib import Path
 
     from . import create_model
@@ -68,24 +68,19 @@ def _load_for_eval(name: str, device: str):
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .data import load_dataset
     from .evaluate import LocalizationSettings, evaluate, write_report
+    from .hub import load_localization_settings
 
-    model = _load_for_eval(args.model, args.device)
-    stored = (getattr(model, "pretrained_cfg", None) or {}).get("localization") or {}
-    if Path(args.model).is_dir() and not stored:
-        config = json.loads((Path(args.model) / "config.json").read_text())
-        stored = config.get("localization", {})
+    model = _load_for_eval(args.model)
+    stored = load_localization_settings(model)
     settings = LocalizationSettings(
-        threshold=args.threshold if args.threshold is not None else stored.get("threshold", 0.5),
-        min_distance=args.min_distance if args.min_distance is not None else stored.get("min_distance", 3),
+        threshold=args.threshold if args.threshold is not None else stored["threshold"],
+        min_distance=args.min_distance if args.min_distance is not None else stored["min_distance"],
         sigma=stored.get("sigma", 2.0),
     )
     device = "cuda" if args.device == "auto" and __import__("torch").cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     model.to(device)
-    status = 0
     for name in args.datasets:
         report = evaluate(model, load_dataset(name, args.split), settings, dataset=name, device=device)
         csv_path, json_path = write_report(report, args.out_dir)
@@ -96,7 +91,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             + (f"  Ki-67 index error {s['positive_index_error']:.2f} pts" if "positive_index_error" in s else "")
         )
         print(f"  wrote {csv_path} and {json_path}")
-    return status
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-distance", type=int, help="peak minimum distance (default: stored with the weights)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_eval)
+
+    from .localization import add_localize_parser
+
+    add_localize_parser(sub)
+
+    from .hub import add_push_parser
+
+    add_push_parser(sub)
     return parser
 
 
