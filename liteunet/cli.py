@@ -68,7 +68,7 @@ def _load_for_eval(name: str):
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .data import load_dataset
+    from .data import load_split, split_label
     from .evaluate import LocalizationSettings, evaluate, write_report
     from .hub import load_localization_settings
 
@@ -82,11 +82,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     device = "cuda" if args.device == "auto" and __import__("torch").cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     model.to(device)
     for name in args.datasets:
-        report = evaluate(model, load_dataset(name, args.split), settings, dataset=name, device=device)
+        report = evaluate(model, load_split(name, args.split), settings, dataset=split_label(name), device=device)
         csv_path, json_path = write_report(report, args.out_dir)
         s = report.summary
         print(
-            f"{name}/{args.split}: F1@5 {s['f1@5']:.3f}  F1@10 {s['f1@10']:.3f}  "
+            f"{split_label(name)}/{args.split}: F1@5 {s['f1@5']:.3f}  F1@10 {s['f1@10']:.3f}  "
             f"P@10 {s['precision@10']:.3f}  R@10 {s['recall@10']:.3f}  MAE {s['mae']:.2f}  RMSE {s['rmse']:.2f}"
             + (f"  Ki-67 index error {s['positive_index_error']:.2f} pts" if "positive_index_error" in s else "")
         )
@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and Ki-67 index error for 2-class models. Writes a per-image CSV and a JSON summary per set.",
     )
     p.add_argument("model", help="pretrained tag (lite_unet.crc) or a weights folder (runs/x/best)")
-    p.add_argument("datasets", nargs="+", help="shared data set names")
+    p.add_argument("datasets", nargs="+", help="shared data set names, or folders of images with CSV points")
     p.add_argument("--split", default="validation", help="split to evaluate (default validation)")
     p.add_argument("-o", "--out-dir", default="eval", help="folder for the CSV and JSON reports")
     p.add_argument("--threshold", type=float, help="peak threshold (default: stored with the weights)")

@@ -43,9 +43,16 @@ from tqdm.auto import tqdm
 
 from ._factory import create_model
 from .complexity import count_macs, count_params
-from .data import AugmentConfig, PointDataset, Sample, collate, load_dataset, load_folder
+from .data import AugmentConfig, PointDataset, Sample, collate, load_split, split_label
 from .data.targets import gaussian_target
-from .evaluate import LocalizationSettings, evaluate_maps, peaks_of_maps, selection_score, predict_maps, select_settings
+from .evaluate import (
+    LocalizationSettings,
+    evaluate_maps,
+    predict_maps,
+    select_settings,
+    select_settings_across,
+    selection_score,
+)
 
 __all__ = ["TrainConfig", "PRESETS", "train", "save_weights", "main"]
 
@@ -118,25 +125,6 @@ class TrainConfig:
 
 
 # --- data -------------------------------------------------------------------------------------
-
-
-def _is_folder(name: str) -> bool:
-    return os.sep in name or Path(name).is_dir()
-
-
-def _load(name: str, split: str) -> list[Sample]:
-    if not _is_folder(name):
-        return load_dataset(name, split)
-    samples = load_folder(name)
-    # A folder has no split: hold out every fifth image (fixed, so runs are comparable).
-    held_out = [s for i, s in enumerate(samples) if i % 5 == 4]
-    if split == "train":
-        return [s for i, s in enumerate(samples) if i % 5 != 4] or samples
-    return held_out or samples[:1]
-
-
-def _dataset_label(name: str) -> str:
-    return Path(name).name if _is_folder(name) else name
 
 
 def _augment_config(kind: str) -> AugmentConfig | bool:
@@ -281,7 +269,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     train_sets = [
         PointDataset(
-            _load(name, "train"),
+            load_split(name, "train"),
             crop_size=cfg.crop_size,
             augment=_augment_config(cfg.augment),
             target_fn=functools.partial(gaussian_target, sigma=cfg.sigma),
@@ -292,7 +280,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         for name in cfg.datasets
     ]
     val_names = list(cfg.val_datasets or cfg.datasets)
-    val_sets = {_dataset_label(n): _load(n, "validation")[: cfg.val_max_images] for n in val_names}
+    val_sets = {split_label(n): load_split(n, "validation")[: cfg.val_max_images] for n in val_names}
     concat = ConcatDataset(train_sets)
     sizes = [len(s) for s in train_sets]
     per_set = [cfg.samples_per_epoch or n for n in sizes]
@@ -448,22 +436,11 @@ def _select_across(
         name = next(iter(maps))
         settings, summary = select_settings(maps[name], val_sets[name], sigma=cfg.sigma, num_classes=cfg.num_classes)
         return settings, selection_score(summary)
-    best: tuple[float, LocalizationSettings] | None = None
-    thresholds = np.round(np.arange(0.1, 0.91, 0.1), 2)
-    # Coarser grid across several sets: the mean score over sets is what is maximized.
-    for min_distance in (2, 3, 4):
-        # Peaks depend on min_distance only; each threshold just filters them by score.
-        peaks = {n: peaks_of_maps(maps[n], min_distance, float(thresholds[0])) for n in maps}
-        for threshold in thresholds:
-            settings = LocalizationSettings(float(threshold), min_distance, cfg.sigma)
-            score = float(np.mean([
-                selection_score(evaluate_maps(maps[n], val_sets[n], settings, num_classes=cfg.num_classes, peaks=peaks[n]).compute())
-                for n in maps
-            ]))
-            if best is None or score > best[0]:
-                best = (score, settings)
-    assert best is not None
-    return best[1], best[0]
+    # A coarser grid while training; the final weights are re-tuned by liteunet.release.
+    return select_settings_across(
+        maps, val_sets, thresholds=np.round(np.arange(0.1, 0.91, 0.1), 2), min_distances=(2, 3, 4),
+        sigma=cfg.sigma, num_classes=cfg.num_classes,
+    )
 
 
 def _hardware(device: torch.device) -> str:

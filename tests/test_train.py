@@ -94,6 +94,26 @@ def test_fine_tune_from_a_weights_folder_changes_num_classes(tmp_path):
     assert tuned.keys() == start.keys()
 
 
+def test_release_writes_a_card_from_measured_numbers(tmp_path, capsys):
+    from liteunet.cli import main
+    from liteunet.release import finalize_weights
+
+    data = _make_folder(tmp_path / "data", n=5)
+    run = tmp_path / "run"
+    train(TrainConfig(datasets=[str(data)], out_dir=str(run), epochs=1, batch_size=2, crop_size=32,
+                      model_args=TINY, samples_per_epoch=2, progress=False))
+    out = tmp_path / "weights" / "lite_unet.test"
+    evaluation = finalize_weights(run / "best", out, "lite_unet.test", [str(data)])
+    config = json.loads((out / "config.json").read_text())
+    assert config["evaluation"]["metrics"]["data"]["f1@10"] == evaluation["data"]["f1@10"]
+    card = (out / "README.md").read_text()
+    assert f"| data | {evaluation['data']['f1@5']:.3f} | {evaluation['data']['f1@10']:.3f} |" in card
+    assert "## Training data and its terms" in card and "Intended use" in card
+    # liteunet eval reproduces the card's numbers with the stored settings
+    assert main(["eval", str(out), str(data), "-o", str(tmp_path / "eval")]) == 0
+    assert f"F1@10 {evaluation['data']['f1@10']:.3f}" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_torchrun_ddp_two_cpu_processes_agree(tmp_path):
     data = _make_folder(tmp_path / "data", n=4)

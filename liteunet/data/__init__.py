@@ -34,8 +34,10 @@ from .datasets import (
     list_datasets,
     load_dataset,
     load_folder,
+    load_split,
     read_split_file,
     resolve_root,
+    split_label,
 )
 from .io import match_channels, normalize_image, read_image
 from .targets import TargetFn, gaussian_target
@@ -62,6 +64,8 @@ __all__ = [
     "resolve_root",
     "load_dataset",
     "load_folder",
+    "load_split",
+    "split_label",
     "read_split_file",
     # targets
     "TargetFn",

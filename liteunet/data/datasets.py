@@ -26,6 +26,8 @@ from .annotations import (
 )
 
 __all__ = [
+    "load_split",
+    "split_label",
     "Sample",
     "DATASET_ENV_VAR",
     "SPLITS",
@@ -334,3 +336,37 @@ def load_folder(folder: str | os.PathLike) -> list[Sample]:
             f"in points/: {shown}"
         )
     return samples
+
+
+def _is_folder(name: str) -> bool:
+    return os.sep in name or Path(name).is_dir()
+
+
+def load_split(name_or_folder: str, split: str, root: str | os.PathLike | None = None) -> list[Sample]:
+    """One split of a shared data set (by name) or of a folder of your own images.
+
+    A folder has no split of its own: every fifth image (in file order) is held out for
+    ``validation``, the rest is ``train``; fixed, so runs stay comparable.
+
+    Args:
+        name_or_folder: a name from :func:`list_datasets`, or a folder for :func:`load_folder`.
+        split: ``"train"`` or ``"validation"``.
+        root: the shared data sets' root (names only).
+
+    Returns:
+        The samples; points (N, 2) as (x, y) pixel coordinates.
+    """
+    if not _is_folder(name_or_folder):
+        return load_dataset(name_or_folder, split, root)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; use one of {list(SPLITS)}")
+    samples = load_folder(name_or_folder)
+    held_out = [s for i, s in enumerate(samples) if i % 5 == 4]
+    if split == "train":
+        return [s for i, s in enumerate(samples) if i % 5 != 4] or samples
+    return held_out or samples[:1]
+
+
+def split_label(name_or_folder: str) -> str:
+    """Short name of a data set or folder, for logs and reports."""
+    return Path(name_or_folder).name if _is_folder(name_or_folder) else name_or_folder
