@@ -1,0 +1,26 @@
+"""Test-suite guards shared by every test."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+_LOOPBACK = ("127.", "localhost", "::1")
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """Refuse every connection that leaves the machine: tests never touch the real network.
+
+    The fake Hub of tests/fake_hub.py listens on 127.0.0.1, which stays allowed.
+    """
+    connect = socket.socket.connect
+
+    def guarded(self, address):
+        host = address[0] if isinstance(address, tuple) else None
+        if isinstance(host, str) and not host.startswith(_LOOPBACK):
+            raise OSError(f"tests must not use the network (tried to connect to {address})")
+        return connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
