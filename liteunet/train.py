@@ -3,7 +3,7 @@
 The paper (section 4.1) trains with MSE on the location map, Adam at lr 1e-4, batch 12,
 horizontal flips and 512x512 inputs. The ``cpu`` preset reaches useful accuracy on a laptop:
 256x256 crops, batch 8, Adam at 2e-3 with a cosine decay, flips, 90-degree rotations and
-colour jitter, and bfloat16 autocast (about 1.7x faster than fp32 on an AVX-512 CPU).
+colour jitter, and bfloat16 autocast (faster than fp32 on AVX-512 CPUs with bf16 support).
 
 A run writes into ``out_dir``:
 
