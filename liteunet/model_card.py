@@ -54,7 +54,7 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 def render_model_card(
     config: dict[str, Any], tag: str, summary: str = "", evaluation: dict[str, dict[str, Any]] | None = None,
-    evaluation_command: str = "",
+    evaluation_command: str = "", notes: list[str] | None = None,
 ) -> str:
     """Markdown (with Hugging Face YAML front matter) for a weights folder's ``config.json``.
 
@@ -65,6 +65,7 @@ def render_model_card(
         evaluation: per data set, the JSON summary ``liteunet eval`` wrote (full validation
             splits); without it the card shows the validation the training run recorded.
         evaluation_command: the command that produced ``evaluation``.
+        notes: extra recipe lines (the exact training command, interruptions...).
     """
     training = config.get("training", {})
     loc = config.get("localization", {})
@@ -112,6 +113,7 @@ def render_model_card(
         f"- preset `{training.get('preset')}` of `liteunet train` (see `liteunet/train.py`); "
         f"best epoch {training.get('epoch')} (step {training.get('step')})",
         f"- wall time to the best epoch: {training.get('minutes')} min on {training.get('hardware')}",
+        *[f"- {note}" for note in notes or []],
         "",
         "## Validation metrics",
         "Paper protocol (section 4.2): one-to-one Hungarian matching, a match within 5 or 10 px, "
@@ -121,7 +123,11 @@ def render_model_card(
     validation = training.get("validation", {})
     if evaluation:
         validation = {f"val/{n}/{k}": v for n, summary_ in evaluation.items() for k, v in summary_.items()}
-        lines.append(f"Full validation splits, measured with `{evaluation_command}`:")
+        lines.append(
+            f"Full validation splits, measured with `{evaluation_command}`. The threshold and minimum "
+            "distance were chosen on these same images (one setting for all sets), so the numbers are "
+            "slightly optimistic:"
+        )
         lines.append("")
     else:
         lines.append("As recorded by the training run at its best epoch (at most `val_max_images` images per set):")
@@ -149,11 +155,11 @@ def render_model_card(
 
 def write_model_card(
     folder: str | Path, tag: str, summary: str = "", evaluation: dict[str, dict[str, Any]] | None = None,
-    evaluation_command: str = "",
+    evaluation_command: str = "", notes: list[str] | None = None,
 ) -> Path:
     """Write ``README.md`` into a weights folder from its ``config.json`` (and evaluation JSONs)."""
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
     path = folder / "README.md"
-    path.write_text(render_model_card(config, tag, summary, evaluation, evaluation_command))
+    path.write_text(render_model_card(config, tag, summary, evaluation, evaluation_command, notes))
     return path

@@ -44,6 +44,7 @@ def finalize_weights(
     summary: str = "",
     command: str = "",
     device: str = "cpu",
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Copy a run's ``best/`` weights to ``out_folder`` with settings tuned on ``split`` and a card.
 
@@ -51,12 +52,19 @@ def finalize_weights(
         Per data set, the metrics of the published settings on ``split``.
     """
     run_folder, out_folder = Path(run_folder), Path(out_folder)
-    model = create_model(f"local-dir:{run_folder}", pretrained=True).to(device).eval()
+    config = json.loads((run_folder / "config.json").read_text())
+    run_config = run_folder.parent / "config.json"
+    model_args = config.setdefault("model_args", {})
+    if "min_input_size" not in model_args and run_config.exists():
+        # Runs older than min_input_size: images smaller than a training crop were zero-padded.
+        model_args["min_input_size"] = json.loads(run_config.read_text()).get("crop_size") or 0
+    model = create_model(
+        f"local-dir:{run_folder}", pretrained=True, min_input_size=model_args.get("min_input_size", 0)
+    ).to(device).eval()
     num_classes = model.num_classes
     samples = {split_label(name): load_split(name, split) for name in datasets}
     datasets = list(samples)
     maps = {name: predict_maps(model, s, device=device) for name, s in samples.items()}
-    config = json.loads((run_folder / "config.json").read_text())
     sigma = config.get("localization", {}).get("sigma", 2.0)
     if len(datasets) == 1:
         name = datasets[0]
@@ -73,7 +81,7 @@ def finalize_weights(
     (out_folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     write_model_card(
         out_folder, tag, summary, evaluation,
-        command or f"liteunet eval {out_folder} {' '.join(datasets)} --split {split}",
+        command or f"liteunet eval {out_folder} {' '.join(datasets)} --split {split}", list(notes),
     )
     return evaluation
 
@@ -86,10 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="+", required=True, help="data sets to tune and report on")
     parser.add_argument("--split", default="validation")
     parser.add_argument("--summary", default="", help="one paragraph for the model card")
+    parser.add_argument("--note", action="append", default=[], dest="notes", help="a recipe line for the card (repeatable)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     evaluation = finalize_weights(
-        args.run_folder, args.out_folder, args.tag, args.datasets, args.split, args.summary, device=args.device
+        args.run_folder, args.out_folder, args.tag, args.datasets, args.split, args.summary, device=args.device,
+        notes=args.notes,
     )
     for name, metrics in evaluation.items():
         print(f"{name}: F1@5 {metrics['f1@5']:.3f}  F1@10 {metrics['f1@10']:.3f}  MAE {metrics['mae']:.2f}")

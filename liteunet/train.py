@@ -198,7 +198,10 @@ def _amp_dtype(kind: str, device: torch.device) -> torch.dtype | None:
 
 
 def _build_model(cfg: TrainConfig) -> tuple[nn.Module, dict[str, Any]]:
-    model_args = dict(cfg.model_args, num_classes=cfg.num_classes, in_chans=cfg.in_chans)
+    # Images smaller than a training crop were zero-padded to it: inference does the same.
+    model_args = dict(
+        {"min_input_size": cfg.crop_size}, **cfg.model_args, num_classes=cfg.num_classes, in_chans=cfg.in_chans
+    )
     if cfg.pretrained is None:
         return create_model(cfg.model, **model_args), model_args
     if Path(cfg.pretrained).is_dir():

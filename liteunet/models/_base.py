@@ -26,6 +26,9 @@ class LocalizationModel(nn.Module):
     Inputs of any height and width are accepted: the image is padded at the bottom and right
     by edge replication up to a multiple of :attr:`size_divisor` (16, four 2x poolings), and
     the location map is cropped back, so it always matches the input size pixel for pixel.
+    Images smaller than ``min_input_size`` are first zero-padded (centred) up to it: the
+    weights saw small images that way in training (random crops padded with zeros), and the
+    image-wide attention of CBAM and GCA depends on that context.
 
     Subclasses fill ``encoder`` (5 modules), ``bottleneck`` (attention or ``nn.Identity``),
     ``up`` and ``decoder`` (4 modules each, deepest first) and ``head``.
@@ -45,7 +48,7 @@ class LocalizationModel(nn.Module):
     decoder: nn.ModuleList
     head: nn.Module
 
-    def __init__(self, in_chans: int, num_classes: int, widths: tuple[int, ...]) -> None:
+    def __init__(self, in_chans: int, num_classes: int, widths: tuple[int, ...], min_input_size: int = 0) -> None:
         super().__init__()
         if in_chans < 1 or num_classes < 1:
             raise ValueError(f"in_chans and num_classes must be >= 1, got {in_chans} and {num_classes}")
@@ -55,6 +58,7 @@ class LocalizationModel(nn.Module):
         self.num_classes = num_classes
         self.widths = tuple(widths)
         self.num_features = widths[0]  # channels entering the head (timm's contract)
+        self.min_input_size = int(min_input_size)
         self.pretrained_cfg: dict[str, Any] = {}
 
     # --- timm contract -------------------------------------------------------------------
@@ -100,11 +104,18 @@ class LocalizationModel(nn.Module):
         """Location map, ``(B, num_classes, H, W)`` for input ``(B, in_chans, H, W)``."""
         self.check_input(x)
         h, w = x.shape[-2:]
-        pad_h, pad_w = (-h) % self.size_divisor, (-w) % self.size_divisor
+        top = left = 0
+        if self.min_input_size and (h < self.min_input_size or w < self.min_input_size):
+            grow_h, grow_w = max(0, self.min_input_size - h), max(0, self.min_input_size - w)
+            top, left = grow_h // 2, grow_w // 2
+            x = F.pad(x, (left, grow_w - left, top, grow_h - top))  # zeros, as in training
+        pad_h, pad_w = (-x.shape[-2]) % self.size_divisor, (-x.shape[-1]) % self.size_divisor
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
         out = self.forward_head(self.forward_features(x))
-        return out[..., :h, :w] if (pad_h or pad_w) else out
+        if top or left or pad_h or pad_w:
+            out = out[..., top : top + h, left : left + w]
+        return out
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:

@@ -76,6 +76,8 @@ class LiteUNet(LocalizationModel):
         gca_drop: dropout of eq. (8).
         ghost_depth: Ghost modules per Ghost_CBAM block (2, like U-Net's double conv).
         norm_layer, act_layer: norm and activation of every conv block.
+        min_input_size: smaller images are zero-padded (centred) to this size, as the training
+            crops were; 0 turns it off. Weights store it in their config.json.
 
     Shape:
         - input: :math:`(B, C_{in}, H, W)`, any H and W (see :class:`LocalizationModel`)
@@ -101,8 +103,9 @@ class LiteUNet(LocalizationModel):
         ghost_depth: int = 2,
         norm_layer: LayerType = nn.BatchNorm2d,
         act_layer: LayerType = nn.ReLU,
+        min_input_size: int = 0,
     ) -> None:
-        super().__init__(in_chans, num_classes, tuple(widths))
+        super().__init__(in_chans, num_classes, tuple(widths), min_input_size)
         widths = self.widths
         block_args = dict(depth=ghost_depth, norm_layer=norm_layer, act_layer=act_layer)
         first = (

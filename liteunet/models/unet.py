@@ -48,6 +48,8 @@ class UNet(LocalizationModel):
         num_classes: location maps out.
         widths: channels of the five encoder stages.
         norm_layer, act_layer: norm and activation of every conv block.
+        min_input_size: smaller images are zero-padded (centred) to this size, as the training
+            crops were; 0 turns it off. Weights store it in their config.json.
 
     Shape:
         - input: :math:`(B, C_{in}, H, W)`, any H and W
@@ -61,8 +63,9 @@ class UNet(LocalizationModel):
         widths: tuple[int, ...] = (64, 128, 256, 512, 1024),
         norm_layer: LayerType = nn.BatchNorm2d,
         act_layer: LayerType = nn.ReLU,
+        min_input_size: int = 0,
     ) -> None:
-        super().__init__(in_chans, num_classes, tuple(widths))
+        super().__init__(in_chans, num_classes, tuple(widths), min_input_size)
         widths = self.widths
         nl = dict(norm_layer=norm_layer, act_layer=act_layer)
         self.encoder = nn.ModuleList(
