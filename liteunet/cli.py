@@ -57,14 +57,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_for_eval(name: str):
+def _load_for_eval(name: str, **model_args):
     from pathlib import Path
 
     from . import create_model
 
     if Path(name).is_dir():
-        return create_model(f"local-dir:{name}", pretrained=True)
-    return create_model(name, pretrained=True)
+        return create_model(f"local-dir:{name}", pretrained=True, **model_args)
+    return create_model(name, pretrained=True, **model_args)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -72,7 +72,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import LocalizationSettings, evaluate, write_report
     from .hub import load_localization_settings
 
-    model = _load_for_eval(args.model)
+    model = _load_for_eval(args.model, **({} if args.min_input_size is None else {"min_input_size": args.min_input_size}))
     stored = load_localization_settings(model)
     settings = LocalizationSettings(
         threshold=args.threshold if args.threshold is not None else stored["threshold"],
@@ -145,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out-dir", default="eval", help="folder for the CSV and JSON reports")
     p.add_argument("--threshold", type=float, help="peak threshold (default: stored with the weights)")
     p.add_argument("--min-distance", type=int, help="peak minimum distance (default: stored with the weights)")
+    p.add_argument(
+        "--min-input-size", type=int,
+        help="zero-pad images smaller than this before the model (default: stored with the weights)",
+    )
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_eval)
 

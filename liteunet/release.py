@@ -45,6 +45,7 @@ def finalize_weights(
     command: str = "",
     device: str = "cpu",
     notes: Sequence[str] = (),
+    min_input_size: int | None = None,
 ) -> dict[str, Any]:
     """Copy a run's ``best/`` weights to ``out_folder`` with settings tuned on ``split`` and a card.
 
@@ -53,11 +54,9 @@ def finalize_weights(
     """
     run_folder, out_folder = Path(run_folder), Path(out_folder)
     config = json.loads((run_folder / "config.json").read_text())
-    run_config = run_folder.parent / "config.json"
     model_args = config.setdefault("model_args", {})
-    if "min_input_size" not in model_args and run_config.exists():
-        # Runs older than min_input_size: images smaller than a training crop were zero-padded.
-        model_args["min_input_size"] = json.loads(run_config.read_text()).get("crop_size") or 0
+    if min_input_size is not None:
+        model_args["min_input_size"] = min_input_size
     model = create_model(
         f"local-dir:{run_folder}", pretrained=True, min_input_size=model_args.get("min_input_size", 0)
     ).to(device).eval()
@@ -95,11 +94,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", default="validation")
     parser.add_argument("--summary", default="", help="one paragraph for the model card")
     parser.add_argument("--note", action="append", default=[], dest="notes", help="a recipe line for the card (repeatable)")
+    parser.add_argument("--min-input-size", type=int, help="store this min_input_size with the weights")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     evaluation = finalize_weights(
         args.run_folder, args.out_folder, args.tag, args.datasets, args.split, args.summary, device=args.device,
-        notes=args.notes,
+        notes=args.notes, min_input_size=args.min_input_size,
     )
     for name, metrics in evaluation.items():
         print(f"{name}: F1@5 {metrics['f1@5']:.3f}  F1@10 {metrics['f1@10']:.3f}  MAE {metrics['mae']:.2f}")
