@@ -201,3 +201,18 @@ def test_training_step_updates_every_parameter():
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing, f"parameters without gradient: {missing}"
     opt.step()
+
+
+def test_min_input_size_zero_pads_small_images_centred():
+    """Images smaller than min_input_size see the zero frame training crops had, then are cropped back."""
+    model = liteunet.create_model("lite_unet", min_input_size=64).eval()
+    x = torch.rand(1, 3, 40, 30)
+    framed = torch.nn.functional.pad(x, (17, 17, 12, 12))  # centred in 64x64
+    with torch.no_grad():
+        out = model(x)
+        torch.testing.assert_close(out, model(framed)[..., 12:52, 17:47])
+        assert out.shape == (1, 1, 40, 30)
+        big = torch.rand(1, 3, 80, 96)  # large enough: no frame, same as min_input_size=0
+        plain = liteunet.create_model("lite_unet", min_input_size=0).eval()
+        plain.load_state_dict(model.state_dict())
+        torch.testing.assert_close(model(big), plain(big))
