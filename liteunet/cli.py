@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, RuntimeError, FileNotFoundError) as err:
+    except (ValueError, RuntimeError, OSError) as err:
         print(f"liteunet {args.command}: error: {err}", file=sys.stderr)
         return 1
 

@@ -1109,20 +1109,15 @@ def add_push_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m liteunet.hub push FOLDER --repo-id ORG/NAME [--dry-run]``; returns exit code."""
-    parser = argparse.ArgumentParser(
-        prog="python -m liteunet.hub", description="Publish liteunet weights."
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    add_push_parser(sub)
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
+    # One dispatcher for every command: ``python -m liteunet.hub push ...`` is ``liteunet push ...``.
+    from .cli import main as cli_main
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] != "push":
+        print("usage: python -m liteunet.hub push FOLDER --repo-id ORG/NAME [--dry-run] (see liteunet push --help)",
+              file=sys.stderr)
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except (PretrainedWeightsError, ValueError, OSError) as err:
-        print(f"{parser.prog} {args.command}: error: {err}", file=sys.stderr)
-        return 1
+    return cli_main(argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
