@@ -240,22 +240,16 @@ def _metrics_cell(entry: ZooEntry) -> str:
     return "<br>".join(rows) or DASH
 
 
-def _licence_cell(entry: ZooEntry) -> str:
-    licence = f"`{entry.licence}`" if entry.licence else DASH
-    if entry.data_terms:
-        licence += f" (training data: {'; '.join(entry.data_terms)})"
-    return licence
-
-
 def render_zoo_table(entries: Sequence[ZooEntry]) -> str:
-    """The zoo as a Markdown table: tag, classes, training data, F1, size, latency, licence.
+    """The zoo as a Markdown table: tag, training data, F1, size, latency, licence.
 
     F1 is at 5 / 10 px per evaluated set (the paper's protocol), from the folder's full-split
-    evaluation, else from the training run's validation (marked "val. during training").
+    evaluation, else from the training run's validation (marked "val. during training"). The
+    terms of the training data are in :func:`render_zoo_descriptions`.
     """
     lines = [
-        "| tag | model | trained on | F1@5 / F1@10 (validation) | params | G MACs (512²) | latency | licence |",
-        "|---|---|---|---|---|---|---|---|",
+        "| tag | trained on | F1@5 / F1@10 (validation) | params | G MACs (512²) | latency | licence |",
+        "|---|---|---|---|---|---|---|",
     ]
     for e in entries:
         classes = "1 class" if e.num_classes == 1 else f"{e.num_classes} classes"
@@ -263,9 +257,9 @@ def render_zoo_table(entries: Sequence[ZooEntry]) -> str:
         if e.metrics_source == "training":
             metrics += "<br>(val. during training)"
         lines.append(
-            f"| `{e.tag}` | `{e.architecture}`, {classes} | {', '.join(f'`{d}`' for d in e.datasets) or DASH} "
+            f"| `{e.tag}`<br>{classes} | {', '.join(f'`{d}`' for d in e.datasets) or DASH} "
             f"| {metrics} | {e.params / 1e6:.2f} M | {e.macs_512 / 1e9:.2f} | {_latency_cell(e.latency)} "
-            f"| {_licence_cell(e)} |"
+            f"| {f'`{e.licence}`' if e.licence else DASH} |"
         )
     return "\n".join(lines)
 
@@ -274,10 +268,14 @@ def render_zoo_descriptions(entries: Sequence[ZooEntry]) -> str:
     """Markdown: one section per tag with its card's summary and how to load it."""
     parts = []
     for e in entries:
+        terms = "; ".join(e.data_terms) or "see the model card"
         parts += [
             f"### `{e.tag}`",
             "",
             e.description or f"`{e.architecture}` weights trained on {', '.join(e.datasets)}.",
+            "",
+            f"- architecture `{e.architecture}`, {e.num_classes} location map(s)",
+            f"- licence `{e.licence or 'not stated'}`; terms of the training data: {terms}",
             "",
             "```python",
             f'model = liteunet.create_model("{e.tag}", pretrained=True)',

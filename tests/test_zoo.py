@@ -33,11 +33,11 @@ def test_every_committed_weights_folder_is_a_row_with_its_recorded_numbers():
         assert e.architecture == config["architecture"]
         assert e.params == config["training"]["params"]
         assert e.macs_512 == config["training"]["macs_512"]
-        row = next(line for line in table.splitlines() if line.startswith(f"| `{e.tag}` |"))
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{e.tag}`<br>"))
         assert f"{e.params / 1e6:.2f} M" in row and f"{e.macs_512 / 1e9:.2f}" in row
         for name, metrics in (config.get("evaluation") or {}).get("metrics", {}).items():
             assert f"{name} {metrics['f1@5']:.3f} / {metrics['f1@10']:.3f}" in row
-        assert row.split(" | ")[6] == DASH  # no benchmark file given: no latency
+        assert row.split(" | ")[5] == DASH  # no benchmark file given: no latency
 
 
 def test_default_weights_row_matches_the_model():
@@ -61,8 +61,10 @@ def test_a_new_folder_appears_and_missing_records_are_counted_or_dashed(tmp_path
     assert tiny.params == liteunet.count_params(model)
     assert tiny.macs_512 == liteunet.count_macs(model, (3, 512, 512))
     row = render_zoo_table(entries).splitlines()[-1]
-    assert row.startswith("| `lite_unet.tiny` | `lite_unet`, 2 classes | — | — |")
-    assert "### `lite_unet.tiny`" in render_zoo_descriptions(entries)
+    assert row.startswith("| `lite_unet.tiny`<br>2 classes | — | — |")
+    descriptions = render_zoo_descriptions(entries)
+    assert "### `lite_unet.tiny`" in descriptions and "licence `not stated`" in descriptions
+    assert "terms of the training data: CC0 1.0; academic use; research use; research use only" in descriptions
 
 
 def test_training_validation_is_used_and_marked_when_there_is_no_evaluation(tmp_path):

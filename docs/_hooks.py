@@ -1,0 +1,135 @@
+"""mkdocs hooks: the parts of the site that are generated from the code at build time.
+
+- ``<!-- liteunet:zoo-table -->`` / ``<!-- liteunet:zoo-descriptions -->``: the model zoo, from
+  ``weights/*/`` (:mod:`liteunet.zoo`), with latency from ``docs/benchmarks/latest.json``.
+- ``<!-- liteunet:cli-reference -->``: every ``liteunet`` command's ``--help``, from the parser.
+- ``<!-- liteunet:benchmarks -->``: ``docs/benchmarks/latest.md`` as ``liteunet bench`` wrote it.
+- ``<!-- liteunet:quickstart-figure -->``: the default weights run on the bundled sample image;
+  the figure (``img/quickstart_overlay.png``, ``img/quickstart_map.png``) and its caption are
+  made by that run.
+- ``$$ ... $$`` lines become MathML (rendered by the browser, no script, works offline).
+
+A marker left unreplaced is an error, so a page never ships with a hole in it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+from pathlib import Path
+
+from mkdocs.exceptions import PluginError
+from mkdocs.structure.files import File
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "docs" / "benchmarks"
+_MARKER = re.compile(r"<!-- liteunet:([a-z-]+) -->")
+_DISPLAY_MATH = re.compile(r"^\$\$(.+?)\$\$$", re.M)
+_figure: dict[str, object] = {}
+
+
+def _zoo_table() -> str:
+    from liteunet.zoo import render_zoo_table, zoo_entries
+
+    return render_zoo_table(zoo_entries(ROOT / "weights", BENCHMARKS / "latest.json"))
+
+
+def _zoo_descriptions() -> str:
+    from liteunet.zoo import render_zoo_descriptions, zoo_entries
+
+    return render_zoo_descriptions(zoo_entries(ROOT / "weights"))
+
+
+def _cli_reference() -> str:
+    from liteunet.cli import build_parser
+
+    previous = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "100"  # argparse wraps help to the terminal width: fix it
+    try:
+        parser = build_parser()
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        helps = {a.dest: a.help for a in sub._choices_actions}
+        parts = ["```text", parser.format_help().rstrip(), "```", ""]
+        for name, command in sub.choices.items():
+            parts += [f"## `liteunet {name}`", "", (helps.get(name) or "").capitalize() + ".", ""]
+            parts += ["```text", command.format_help().rstrip(), "```", ""]
+    finally:
+        if previous is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = previous
+    return "\n".join(parts)
+
+
+def _benchmarks() -> str:
+    latest = BENCHMARKS / "latest.md"
+    if latest.is_file():
+        return latest.read_text()
+    return (
+        "No benchmark has been recorded in this checkout (`docs/benchmarks/latest.md` is absent); "
+        "`liteunet bench` writes it, and the zoo's latency column reads `latest.json` beside it."
+    )
+
+
+def _quickstart_figure() -> str:
+    result = _figure["result"]
+    s = result.settings
+    return (
+        f"![The sample image with the {result.count} points found](img/quickstart_overlay.png){{ width=\"48%\" }} "
+        f"![The location map](img/quickstart_map.png){{ width=\"48%\" }}\n\n"
+        f"*`bbbc039_A02_s1.png` (BBBC039, CC0), {result.image_size[1]}x{result.image_size[0]}: "
+        f"{result.count} cells found by `{s.get('model')}` with the settings stored with its weights "
+        f"(threshold {s.get('threshold')}, min_distance {s.get('min_distance')}); right, the location map. "
+        "Generated when this site was built.*"
+    )
+
+
+RENDERERS = {
+    "zoo-table": _zoo_table,
+    "zoo-descriptions": _zoo_descriptions,
+    "cli-reference": _cli_reference,
+    "benchmarks": _benchmarks,
+    "quickstart-figure": _quickstart_figure,
+}
+
+
+def _png(image) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def on_files(files, config):
+    """Localize the sample image with the default weights and add the two figures."""
+    import liteunet
+    from liteunet.data import read_image
+    from liteunet.io_formats import render_heatmap, render_overlay
+    from liteunet.samples import sample_path
+
+    path = sample_path()
+    result = liteunet.localize(path, model="lite_unet", device="cpu", return_map=True, progress=False)[0]
+    _figure["result"] = result
+    overlay = render_overlay(read_image(path), result)
+    heatmap = render_heatmap(result.location_map, result.label_names)
+    for name, image in (("img/quickstart_overlay.png", overlay), ("img/quickstart_map.png", heatmap)):
+        files.append(File.generated(config, name, content=_png(image)))
+    return files
+
+
+def on_page_markdown(markdown, page, config, files):
+    def replace(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in RENDERERS:
+            raise PluginError(f"{page.file.src_uri}: unknown generated section <!-- liteunet:{name} -->")
+        return RENDERERS[name]()
+
+    markdown = _MARKER.sub(replace, markdown)
+    if _DISPLAY_MATH.search(markdown):
+        from latex2mathml.converter import convert
+
+        markdown = _DISPLAY_MATH.sub(lambda m: convert(m.group(1).strip(), display="block"), markdown)
+    return markdown

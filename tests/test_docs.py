@@ -1,0 +1,266 @@
+"""The documentation site: built with mkdocs in strict mode, its generated parts checked, and
+its pages opened in a headless Chromium (the zoo table and a figure must render).
+
+The build runs ``mkdocs build --strict`` in a subprocess, as a reader or CI would. The browser
+test uses Playwright with a system Chromium (Playwright's own browser download is not needed):
+``$LITEUNET_CHROMIUM``, else ``chromium-headless-shell``, ``chromium``, ``chromium-browser`` or
+``google-chrome`` on the PATH, else a browser installed by ``playwright install chromium``. It
+skips, saying so, only when no browser can be launched.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mkdocs", reason="documentation tests need the dev extra: pip install -e '.[dev]'")
+pytest.importorskip("material", reason="documentation tests need mkdocs-material (dev extra)")
+pytest.importorskip("mkdocstrings", reason="documentation tests need mkdocstrings[python] (dev extra)")
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def _mkdocs_build(config: Path, site: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", NO_MKDOCS_2_WARNING="1")
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config), "-d", str(site)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    proc = _mkdocs_build(ROOT / "mkdocs.yml", out)
+    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
+    return out
+
+
+def _html(site: Path, page: str) -> str:
+    return (site / f"{page}.html").read_text()
+
+
+@pytest.mark.slow
+def test_every_page_of_docs_is_built_and_in_the_navigation(site):
+    import yaml  # mkdocs' own dependency
+
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    nav = {next(iter(item.values())) for item in config["nav"]}
+    pages = {p.name for p in DOCS.glob("*.md")}
+    assert pages == nav, f"pages not in the nav: {sorted(pages - nav)}; nav entries without a page: {sorted(nav - pages)}"
+    for page in pages:
+        html = _html(site, page[:-3])
+        assert "<!-- liteunet:" not in html, f"{page}: a generated section was left unfilled"
+
+
+@pytest.mark.slow
+def test_zoo_table_is_generated_from_every_weights_folder(site):
+    html = _html(site, "zoo")
+    folders = sorted(f.name for f in (ROOT / "weights").iterdir() if (f / "config.json").is_file())
+    assert folders
+    for tag in folders:
+        config = json.loads((ROOT / "weights" / tag / "config.json").read_text())
+        row = re.search(rf"<tr>\s*<td><code>{re.escape(tag)}</code>.*?</tr>", html, re.S)
+        assert row, f"no zoo row for {tag}"
+        assert f"{config['training']['params'] / 1e6:.2f} M" in row.group(0)
+        assert f"{config['training']['macs_512'] / 1e9:.2f}" in row.group(0)
+
+
+@pytest.mark.slow
+def test_cli_reference_is_generated_from_the_parser(site):
+    from liteunet.cli import build_parser
+
+    html = _html(site, "cli")
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices
+    assert commands
+    for name, command in commands.items():
+        assert f"liteunet {name}</code>" in html, f"no section for liteunet {name}"
+        for action in command._actions:
+            for flag in action.option_strings:
+                assert flag in html, f"liteunet {name} {flag} is missing from the CLI reference"
+
+
+@pytest.mark.slow
+def test_api_reference_and_equations_are_rendered(site):
+    api = _html(site, "api")
+    for name in ("localize", "LocalizationResult", "layers.GraphCorrelationAttention", "train.TrainConfig", "data.load_folder"):
+        assert f'id="liteunet.{name}"' in api, f"liteunet.{name} is missing from the API reference"
+    # The docstrings' "Example:" doctests are highlighted code (docs/_griffe_examples.py), not prose.
+    assert api.count('<span class="gp">&gt;&gt;&gt; </span>') > 20
+    layers = _html(site, "layers")
+    assert layers.count('<math xmlns="http://www.w3.org/1998/Math/MathML" display="block">') >= 3
+    assert "$$" not in layers
+
+
+@pytest.mark.slow
+def test_quickstart_figure_is_a_real_run(site):
+    from PIL import Image
+
+    overlay = Image.open(site / "img" / "quickstart_overlay.png")
+    assert overlay.size == (696, 520)  # the bundled sample's size
+    html = _html(site, "quickstart")
+    count = int(re.search(r"(\d+) cells found by", html).group(1))
+    import liteunet
+    from liteunet.samples import sample_path
+
+    assert count == liteunet.localize(sample_path(), device="cpu", progress=False)[0].count
+
+
+@pytest.mark.parametrize("page, message", [
+    ("[a link](missing.md)", "missing.md"),
+    ("[an anchor](index.md#nowhere)", "nowhere"),
+])
+def test_strict_settings_fail_the_build_on_broken_links(tmp_path, page, message):
+    import yaml
+
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "index.md").write_text("# Home\n")
+    (docs / "page.md").write_text(f"# Page\n\n{page}\n")
+    small = {
+        "site_name": "check", "docs_dir": str(docs), "strict": config["strict"],
+        "validation": config["validation"], "nav": ["index.md", "page.md"],
+    }
+    (tmp_path / "mkdocs.yml").write_text(yaml.safe_dump(small))
+    proc = _mkdocs_build(tmp_path / "mkdocs.yml", tmp_path / "site")
+    assert proc.returncode != 0 and message in proc.stdout + proc.stderr
+
+
+# --- the headless browser ---------------------------------------------------------------------
+
+
+def _launch(playwright):
+    candidates = [os.environ.get("LITEUNET_CHROMIUM")] + [shutil.which(b) for b in BROWSERS]
+    errors = []
+    for path in [c for c in candidates if c] + [None]:  # None: Playwright's own download
+        try:
+            return playwright.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        except Exception as err:  # noqa: BLE001 - any launch failure means: try the next one
+            errors.append(f"{path or 'playwright chromium'}: {str(err).splitlines()[0]}")
+    pytest.skip(
+        "no headless Chromium could be launched (install one, e.g. `apt-get install "
+        "chromium-headless-shell`, or set LITEUNET_CHROMIUM): " + "; ".join(errors)
+    )
+
+
+@pytest.fixture(scope="module")
+def served(site):
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    thread.join()
+
+
+def _not_blank(png: bytes) -> float:
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float32)
+    return float(pixels.std())
+
+
+@pytest.mark.slow
+def test_zoo_table_and_figure_render_in_a_browser(served, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (dev extra)")
+    with sync_api.sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 1000})
+            failed = []
+            page.on("requestfailed", lambda r: failed.append(r.url))
+
+            page.goto(f"{served}/zoo.html")
+            table = page.locator("article table").first
+            tags = sorted(f.name for f in (ROOT / "weights").iterdir() if (f / "config.json").is_file())
+            rows = table.locator("tbody tr")
+            assert rows.count() == len(tags)
+            assert [rows.nth(i).locator("td").first.locator("code").inner_text() for i in range(len(tags))] == tags
+            box = table.bounding_box()
+            assert box and box["width"] > 600 and box["height"] > 100
+            shot = table.screenshot(path=str(tmp_path / "zoo_table.png"))
+            assert _not_blank(shot) > 10
+            page.screenshot(path=str(tmp_path / "zoo.png"), full_page=True)
+
+            page.goto(f"{served}/quickstart.html")
+            figure = page.locator("img[src$='quickstart_overlay.png']")
+            figure.wait_for()
+            natural = page.evaluate(
+                "img => [img.complete, img.naturalWidth, img.naturalHeight]", figure.element_handle()
+            )
+            assert natural == [True, 696, 520], natural
+            shot = figure.screenshot(path=str(tmp_path / "quickstart_figure.png"))
+            assert _not_blank(shot) > 10
+
+            page.goto(f"{served}/layers.html")
+            math = page.locator("math").first
+            assert math.bounding_box()["height"] > 10  # MathML laid out by the browser
+            assert not failed, f"requests that failed: {failed}"
+        finally:
+            browser.close()
+
+
+# --- the FAQ quotes the real messages ----------------------------------------------------------
+
+
+def _faq_errors():
+    import liteunet
+    from liteunet.data import load_folder, resolve_root
+
+    tiny = functools.partial(liteunet.create_model, "lite_unet", widths=(8, 8, 16, 16, 16))
+    image = np.zeros((64, 64, 3), np.uint8)
+
+    def folder_without_csv(tmp):
+        (tmp / "a.png").write_bytes(liteunet.samples.sample_path().read_bytes())
+        load_folder(tmp)
+
+    return [
+        ("Could not load pretrained weights for 'lite_unet.crc'", lambda tmp: liteunet.create_model("lite_unet.crc", pretrained=True, cache_dir=str(tmp))),
+        ("unknown model 'lite_unett'; liteunet models: ", lambda tmp: liteunet.create_model("lite_unett")),
+        ("data set folder not found: looked in ", lambda tmp: resolve_root(tmp / "nowhere")),
+        ("have no points file NAME.csv beside them or in points/", folder_without_csv),
+        ("must be multiples of 16, the model's pooling grid", lambda tmp: liteunet.localize(image, tiny(), tile_size=100, progress=False)),
+        ("cannot convert an image with 2 channel(s) to in_chans=3", lambda tmp: liteunet.localize(image[..., :2], tiny(), progress=False)),
+        ("more than max_pixels", lambda tmp: liteunet.localize(image, tiny(), max_pixels=100, progress=False)),
+    ]
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_faq_quotes_the_message_liteunet_prints(index, tmp_path, monkeypatch):
+    import liteunet.samples  # noqa: F401
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    fragment, trigger = _faq_errors()[index]
+    assert fragment in (DOCS / "faq.md").read_text(), f"the FAQ no longer quotes {fragment!r}"
+    with pytest.raises(Exception) as err:
+        trigger(tmp_path)
+    assert fragment in str(err.value), f"liteunet now says {str(err.value)[:300]!r}, the FAQ quotes {fragment!r}"
+
+
+def test_faq_quotes_the_install_hints():
+    from liteunet.data.annotations import _import_h5py  # noqa: F401
+
+    faq = (DOCS / "faq.md").read_text()
+    sources = (ROOT / "liteunet" / "slides.py").read_text() + (ROOT / "liteunet" / "data" / "annotations.py").read_text()
+    for fragment in ("reading TIFF slides region by region needs tifffile", "reading BCData .h5 annotations needs h5py"):
+        assert fragment in faq and fragment in sources
