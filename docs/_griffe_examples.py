@@ -8,7 +8,7 @@ import re
 
 from griffe import Extension
 
-_TITLE = re.compile(r"^(\s*)Example:\s*$", re.M)
+_TITLE = re.compile(r"^(\s*)Example:\s*$", re.MULTILINE)
 
 
 class ExampleSections(Extension):

@@ -26,7 +26,7 @@ from mkdocs.structure.files import File
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "docs" / "benchmarks"
 _MARKER = re.compile(r"<!-- liteunet:([a-z-]+) -->")
-_DISPLAY_MATH = re.compile(r"^\$\$(.+?)\$\$$", re.M)
+_DISPLAY_MATH = re.compile(r"^\$\$(.+?)\$\$$", re.MULTILINE)
 _figure: dict[str, object] = {}
 
 

@@ -10,7 +10,6 @@ when they are absent; the Ki-67 notebook also needs the ``lite_unet.ki67`` weigh
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -50,8 +49,10 @@ def test_notebook_is_committed_without_outputs(path):
             )
 
 
-def _skip_unless_available(stem: str) -> None:
+def _skip_unless_available(stem: str) -> str | None:
+    """Skip with the reason when something the notebook needs is absent; the data root if any."""
     needs = NEEDS.get(stem, {})
+    root = None
     for module in needs.get("modules", []):
         pytest.importorskip(module, reason=f"{stem} needs {module} (pip install -e '.[dev]')")
     if needs.get("datasets"):
@@ -64,20 +65,20 @@ def _skip_unless_available(stem: str) -> None:
         for name in needs["datasets"]:
             if not (root / name).is_dir():
                 pytest.skip(f"{stem} reads the shared data set {name!r}, not found in {root}")
-        os.environ.setdefault("LITEUNET_DATASETS", str(root))
     for folder in needs.get("weights", []):
         if not (folder / "model.safetensors").is_file():
             pytest.skip(f"{stem} needs the weights folder {folder.relative_to(ROOT)}, not in this checkout")
+    return None if root is None else str(root)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
-    _skip_unless_available(path.stem)
+    data_root = _skip_unless_available(path.stem)
     monkeypatch.setenv("LITEUNET_NOTEBOOK_QUICK", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    if "LITEUNET_DATASETS" in os.environ:
-        monkeypatch.setenv("LITEUNET_DATASETS", os.environ["LITEUNET_DATASETS"])
+    if data_root:  # the kernel runs in a temporary folder: name the data sets' folder explicitly
+        monkeypatch.setenv("LITEUNET_DATASETS", data_root)
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(
         nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
