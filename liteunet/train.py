@@ -201,11 +201,29 @@ def _build_model(cfg: TrainConfig) -> tuple[nn.Module, dict[str, Any]]:
     model_args = dict(cfg.model_args, num_classes=cfg.num_classes, in_chans=cfg.in_chans)
     if cfg.pretrained is None:
         return create_model(cfg.model, **model_args), model_args
-    if Path(cfg.pretrained).is_dir():
-        model = create_model(f"local-dir:{cfg.pretrained}", pretrained=True, **model_args)
-    else:
-        model = create_model(cfg.pretrained, pretrained=True, **model_args)
+    name = f"local-dir:{cfg.pretrained}" if Path(cfg.pretrained).is_dir() else cfg.pretrained
+    source_args = {k: v for k, v in model_args.items() if k != "num_classes"}
+    model = create_model(name, pretrained=True, **source_args)
+    if model.num_classes != cfg.num_classes:
+        _adapt_head(model, cfg.num_classes)
     return model, model_args
+
+
+@torch.no_grad()
+def _adapt_head(model: nn.Module, num_classes: int) -> None:
+    """Give a pretrained model ``num_classes`` location maps.
+
+    A one-map head is copied into every new map, so fine-tuning starts from a model that already
+    finds cells and only has to learn which class each one is; otherwise the head starts afresh.
+    """
+    old = model.get_classifier()
+    model.reset_classifier(num_classes)
+    if isinstance(old, nn.Conv2d) and old.out_channels == 1:
+        new = model.get_classifier()
+        new.weight.copy_(old.weight.expand_as(new.weight))
+        new.bias.copy_(old.bias.expand_as(new.bias))
+    _logger.info("head: %d -> %d location maps%s", old.out_channels, num_classes,
+                 " (each a copy of the pretrained map)" if old.out_channels == 1 else "")
 
 
 def _plot(rows: list[dict[str, Any]], path: Path) -> None:

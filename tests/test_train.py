@@ -94,6 +94,20 @@ def test_fine_tune_from_a_weights_folder_changes_num_classes(tmp_path):
     assert tuned.keys() == start.keys()
 
 
+def test_fine_tuning_to_more_classes_starts_each_map_from_the_pretrained_one():
+    from liteunet.train import _adapt_head
+
+    model = liteunet.create_model("lite_unet", **TINY).eval()
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        before = model(x)
+        _adapt_head(model, 2)
+        after = model(x)
+    assert after.shape == (1, 2, 32, 32) and model.num_classes == 2
+    torch.testing.assert_close(after[:, :1], before)
+    torch.testing.assert_close(after[:, 1:], before)
+
+
 def test_release_writes_a_card_from_measured_numbers(tmp_path, capsys):
     from liteunet.cli import main
     from liteunet.release import finalize_weights
@@ -112,6 +126,16 @@ def test_release_writes_a_card_from_measured_numbers(tmp_path, capsys):
     # liteunet eval reproduces the card's numbers with the stored settings
     assert main(["eval", str(out), str(data), "-o", str(tmp_path / "eval")]) == 0
     assert f"F1@10 {evaluation['data']['f1@10']:.3f}" in capsys.readouterr().out
+    # the precision check records bf16 against fp32 and the card shows it; the rest is kept
+    from liteunet.release import check_precisions
+
+    guard = check_precisions(out, "lite_unet.test", [str(data)], ("bf16",))
+    stored = json.loads((out / "config.json").read_text())["inference"]["precision_guard"]
+    assert stored == json.loads(json.dumps(guard)) and set(guard) == {"bf16"}
+    assert set(guard["bf16"]["per_dataset"]["data"]) == {"f1@5", "f1@10", "fp32_f1@5", "fp32_f1@10"}
+    card = (out / "README.md").read_text()
+    assert "## Inference precision" in card and "| bf16 | data |" in card
+    assert f"| data | {evaluation['data']['f1@5']:.3f} | {evaluation['data']['f1@10']:.3f} |" in card
 
 
 @pytest.mark.slow
