@@ -11,9 +11,10 @@ __version__ = "0.1.0"
 from . import layers, models
 from ._factory import create_model, is_model, list_models
 from .complexity import count_macs, count_params
+from .inference import fuse
 from .localization import LocalizationResult, Localizer, localize
 
 __all__ = [
     "__version__", "LocalizationResult", "Localizer", "count_macs", "count_params", "create_model",
-    "is_model", "layers", "list_models", "localize", "models",
+    "fuse", "is_model", "layers", "list_models", "localize", "models",
 ]

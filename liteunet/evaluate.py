@@ -24,6 +24,8 @@ from .metrics import PointMetrics
 from .points import PeakResult, find_peaks
 
 __all__ = [
+    "PRECISION_TOLERANCE",
+    "precision_guard",
     "LocalizationSettings",
     "predict_maps",
     "evaluate_maps",
@@ -215,3 +217,53 @@ def write_report(report: EvaluationReport, out_dir: str | Path) -> tuple[Path, P
         json.dumps({"dataset": report.dataset, "settings": report.settings.to_dict(), **report.summary}, indent=2)
     )
     return csv_path, json_path
+
+
+#: Reduced precision is offered only when F1 at 5 and 10 px stays this close to float32 (points).
+PRECISION_TOLERANCE = 0.5
+
+
+def precision_guard(
+    reference: nn.Module,
+    forms: dict[str, nn.Module],
+    samples: dict[str, Sequence[Sample]],
+    settings: LocalizationSettings,
+    tolerance: float = PRECISION_TOLERANCE,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Measure what reduced-precision forms of a model do to F1, against float32.
+
+    Each form (e.g. ``{"bf16": prepare_model(model, "bf16"), "int8": OnnxModel("m.int8.onnx")}``)
+    localizes every validation image with the same ``settings`` as the float32 ``reference``;
+    a form passes when F1 at 5 and at 10 px differ from float32 by at most ``tolerance`` points
+    on every data set.
+
+    Returns:
+        ``{form: {"passed", "tolerance", "max_abs_diff", "per_dataset": {set: {"f1@5", "f1@10",
+        "fp32_f1@5", "fp32_f1@10"}}}}``; F1 values are fractions, ``max_abs_diff`` in points.
+    """
+    num_classes = getattr(reference, "num_classes", 1)
+    reference_scores = {}
+    for name, items in samples.items():
+        maps = predict_maps(reference, items, device=device, progress=progress)
+        reference_scores[name] = evaluate_maps(maps, items, settings, num_classes=num_classes).compute()
+    report: dict[str, dict[str, Any]] = {}
+    for form_name, form in forms.items():
+        per_dataset, worst = {}, 0.0
+        for name, items in samples.items():
+            maps = predict_maps(form, items, device=device, progress=progress)
+            got = evaluate_maps(maps, items, settings, num_classes=num_classes).compute()
+            ref = reference_scores[name]
+            per_dataset[name] = {
+                "f1@5": float(got["f1@5"]), "f1@10": float(got["f1@10"]),
+                "fp32_f1@5": float(ref["f1@5"]), "fp32_f1@10": float(ref["f1@10"]),
+            }
+            worst = max(worst, *(100 * abs(got[k] - ref[k]) for k in ("f1@5", "f1@10")))
+        report[form_name] = {
+            "passed": bool(worst <= tolerance),
+            "tolerance": float(tolerance),
+            "max_abs_diff": round(float(worst), 4),
+            "per_dataset": per_dataset,
+        }
+    return report

@@ -75,6 +75,7 @@ __all__ = [
     "ResolvedWeights",
     "UploadPlan",
     "add_push_parser",
+    "load_inference_checks",
     "load_localization_settings",
     "load_weights_file",
     "main",
@@ -815,6 +816,27 @@ def _localization(config: dict[str, Any], where: Path | str | None) -> dict[str,
     return settings
 
 
+def _module_config(model: nn.Module) -> tuple[dict[str, Any], Path | str | None]:
+    """The ``config.json`` a model's weights came with (``{}`` if none), and where it is."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    loaded = cfg.get("file")
+    config_file = _config_beside(loaded) if loaded else None
+    if config_file:
+        return _read_config(config_file), config_file
+    # Models that carry their settings themselves (ONNX files exported by liteunet).
+    return {k: cfg[k] for k in ("localization", "inference") if k in cfg}, type(model).__name__
+
+
+def load_inference_checks(model: nn.Module) -> dict[str, Any]:
+    """What the weights record about reduced precision: ``{"bf16": {"passed": bool, ...}, ...}``.
+
+    Written by ``liteunet.release`` from :func:`liteunet.evaluate.precision_guard` (F1 at 5 and
+    10 px of each precision against float32 on the validation sets); ``{}`` when never measured.
+    """
+    config, _ = _module_config(model)
+    return dict((config.get("inference") or {}).get("precision_guard") or {})
+
+
 def load_localization_settings(
     model_or_name: nn.Module | str | Path, cache_dir: str | Path | None = None
 ) -> dict[str, Any]:
@@ -839,9 +861,7 @@ def load_localization_settings(
         {'threshold': 0.5, 'min_distance': 3}
     """
     if isinstance(model_or_name, nn.Module):
-        loaded = (getattr(model_or_name, "pretrained_cfg", None) or {}).get("file")
-        config_file = _config_beside(loaded) if loaded else None
-        return _localization(_read_config(config_file) if config_file else {}, config_file)
+        return _localization(*_module_config(model_or_name))
     path = Path(model_or_name)
     if path.exists():
         config_file = (

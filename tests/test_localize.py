@@ -335,11 +335,11 @@ def test_two_class_counts_and_ki67_index():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_matches_cpu_with_autocast(scene):
+def test_cuda_matches_cpu_in_reduced_precision(scene):
     _, img = scene
     cpu = localize(img, Blur(), progress=False, threshold=0.3, device="cpu")[0]
     gpu = localize(img, Blur(), progress=False, threshold=0.3, device="cuda")[0]
-    assert gpu.settings["amp"] in ("bfloat16", "float16")
+    assert gpu.settings["precision"] in ("bf16", "fp16")
     assert matched(cpu.xy, gpu.xy, 1.0)[0] == cpu.count == 4
 
 
@@ -351,8 +351,8 @@ def test_bad_arguments_raise_clearly(scene):
         localize(img, Blur(), tile_size=64, overlap=64, progress=False)
     with pytest.raises(ValueError, match="on_error"):
         localize(img, Blur(), on_error="ignore", progress=False)
-    with pytest.raises(ValueError, match="amp"):
-        localize(img, Blur(), amp="int8", progress=False)
+    with pytest.raises(ValueError, match="precision must be"):
+        localize(img, Blur(), precision="int4", progress=False)
     with pytest.raises(FileNotFoundError, match="weights folder not found"):
         localize(img, "no/such/folder", progress=False)
     if not torch.cuda.is_available():

@@ -104,16 +104,19 @@ class LocalizationModel(nn.Module):
         """Location map, ``(B, num_classes, H, W)`` for input ``(B, in_chans, H, W)``."""
         self.check_input(x)
         h, w = x.shape[-2:]
+        # Exporters and compilers trace one example size: the padding must not depend on a branch
+        # taken for that size, so when tracing it is always applied (often as a zero-width pad).
+        tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()
         top = left = 0
-        if self.min_input_size and (h < self.min_input_size or w < self.min_input_size):
-            grow_h, grow_w = max(0, self.min_input_size - h), max(0, self.min_input_size - w)
+        if self.min_input_size and (tracing or h < self.min_input_size or w < self.min_input_size):
+            grow_h, grow_w = torch.sym_max(0, self.min_input_size - h), torch.sym_max(0, self.min_input_size - w)
             top, left = grow_h // 2, grow_w // 2
             x = F.pad(x, (left, grow_w - left, top, grow_h - top))  # zeros, as in training
         pad_h, pad_w = (-x.shape[-2]) % self.size_divisor, (-x.shape[-1]) % self.size_divisor
-        if pad_h or pad_w:
+        if tracing or pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
         out = self.forward_head(self.forward_features(x))
-        if top or left or pad_h or pad_w:
+        if tracing or top or left or pad_h or pad_w:
             out = out[..., top : top + h, left : left + w]
         return out
 

@@ -1,0 +1,255 @@
+"""Inference forms: fused, channels-last, bf16, compiled, ONNX (fp32 and int8), precision choice."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import liteunet
+from liteunet.data.io import match_channels, normalize_image, read_image
+from liteunet.evaluate import LocalizationSettings, precision_guard
+from liteunet.inference import InferenceModel, OnnxModel, export_onnx, prepare_model, quantize_onnx
+from liteunet.localization import _resolve_precision
+from liteunet.samples import sample_path
+
+TINY = dict(widths=(8, 8, 16, 16, 16))
+
+
+def _sample_batch(size: int = 96) -> torch.Tensor:
+    image = match_channels(normalize_image(read_image(sample_path())), 3)[:size, :size]
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """The bundled default weights: real BatchNorm statistics and difference-conv weights."""
+    return liteunet.create_model("lite_unet", pretrained=True).eval()
+
+
+def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+
+
+@pytest.mark.parametrize("name", ["lite_unet", "lite_unet_ghost_cbam", "lite_unet_ghost_cbam_ga", "unet"])
+def test_fuse_matches_random_weights(name):
+    torch.manual_seed(0)
+    model = liteunet.create_model(name, widths=(8, 16, 16, 32, 32) if name == "unet" else TINY["widths"])
+    # Random, non-trivial BatchNorm statistics, as after training.
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    model.eval()
+    x = torch.rand(2, 3, 75, 90)
+    with torch.no_grad():
+        assert _rel_err(liteunet.fuse(model)(x), model(x)) < 1e-4
+
+
+def test_fuse_matches_trained_weights_and_leaves_no_batchnorm(trained):
+    fused = liteunet.fuse(trained)
+    assert not any(isinstance(m, (torch.nn.BatchNorm2d, liteunet.layers.CDConv2d)) for m in fused.modules())
+    x = _sample_batch()
+    with torch.no_grad():
+        assert _rel_err(fused(x), trained(x)) < 1e-4
+    assert any(isinstance(m, liteunet.layers.CDConv2d) for m in trained.modules())  # original untouched
+
+
+def test_prepare_model_channels_last_fp32_matches(trained):
+    runner = prepare_model(trained, "fp32")
+    assert isinstance(runner, InferenceModel) and runner.memory_format == torch.channels_last
+    x = _sample_batch()
+    with torch.no_grad():
+        out = runner(x)
+        assert out.dtype == torch.float32 and out.is_contiguous() and out.shape == (1, 1, 96, 96)
+        assert _rel_err(out, trained(x)) < 1e-4
+
+
+def test_prepare_model_bf16_is_close_and_float32_out(trained):
+    runner = prepare_model(trained, "bf16")
+    x = _sample_batch()
+    with torch.no_grad():
+        out, ref = runner(x), trained(x)
+    assert out.dtype == torch.float32
+    assert float((out - ref).abs().max()) < 0.05  # bf16 keeps ~3 significant digits
+    assert not torch.equal(out, ref)  # it really ran in bf16
+
+
+def test_prepare_model_rejects_bad_precisions(trained):
+    with pytest.raises(ValueError, match="int8 runs through ONNX Runtime"):
+        prepare_model(trained, "int8")
+    with pytest.raises(ValueError, match="fp16 is for CUDA"):
+        prepare_model(trained, "fp16", device="cpu")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        prepare_model(trained, "fp8")
+
+
+@pytest.mark.slow
+def test_prepare_model_compile_keeps_the_model_contract():
+    # A small stand-in: compiling all of Lite-UNet takes minutes on 2 cores (liteunet bench times it).
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 1, 1)).eval()
+    model.in_chans, model.num_classes = 3, 1
+    runner = prepare_model(model, "fp32", compile=True, fused=False)
+    assert runner.in_chans == 3 and runner.num_classes == 1
+    x = torch.rand(1, 3, 32, 48)
+    with torch.no_grad():
+        assert _rel_err(runner(x), model(x)) < 1e-5
+
+
+# --- precision choice -------------------------------------------------------------------------------
+
+
+def test_auto_precision_is_fp32_without_a_guard_record(monkeypatch):
+    model = liteunet.create_model("lite_unet", **TINY)
+    monkeypatch.setattr("liteunet.localization.cpu_has_native_bf16", lambda: True)
+    assert _resolve_precision("auto", torch.device("cpu"), model) == "fp32"
+
+
+@pytest.mark.parametrize("native, passed, expected", [(True, True, "bf16"), (True, False, "fp32"), (False, True, "fp32")])
+def test_auto_precision_follows_the_guard_and_the_cpu(monkeypatch, native, passed, expected):
+    model = liteunet.create_model("lite_unet", **TINY)
+    model.pretrained_cfg = {"inference": {"precision_guard": {"bf16": {"passed": passed}}}}
+    monkeypatch.setattr("liteunet.localization.cpu_has_native_bf16", lambda: native)
+    assert _resolve_precision("auto", torch.device("cpu"), model) == expected
+
+
+def test_localize_precision_options():
+    model = liteunet.create_model("lite_unet", **TINY)
+    image = np.zeros((40, 40), np.uint8)
+    with pytest.raises(ValueError, match="liteunet export onnx MODEL --int8"):
+        liteunet.localize(image, model, precision="int8", progress=False)
+    with pytest.raises(ValueError, match="precision must be"):
+        liteunet.localize(image, model, precision="fp64", progress=False)
+    with pytest.warns(RuntimeWarning, match="bf16 has not been checked"):
+        (res,) = liteunet.localize(image, model, precision="bf16", progress=False)
+    assert res.settings["precision"] == "bf16"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (res,) = liteunet.localize(image, model, precision="fp32", progress=False)
+    assert res.settings["precision"] == "fp32"
+
+
+def test_bundled_weights_auto_precision_matches_their_record(trained):
+    from liteunet.hub import load_inference_checks
+    from liteunet.inference import cpu_has_native_bf16
+
+    record = load_inference_checks(trained).get("bf16", {})
+    expected = "bf16" if cpu_has_native_bf16() and record.get("passed") else "fp32"
+    assert _resolve_precision("auto", torch.device("cpu"), trained) == expected
+
+
+# --- the F1 guard -----------------------------------------------------------------------------------
+
+
+class _Scaled(torch.nn.Module):
+    def __init__(self, model, factor):
+        super().__init__()
+        self.model, self.factor = model, factor
+        self.in_chans, self.num_classes = model.in_chans, model.num_classes
+
+    def forward(self, x):
+        return self.model(x) * self.factor
+
+
+def test_precision_guard_passes_identical_and_fails_broken_forms(tmp_path, trained):
+    from PIL import Image
+
+    from liteunet.data import Sample
+
+    crop = _sample_batch(128)[0, 0].numpy()
+    path = tmp_path / "crop.png"
+    Image.fromarray(np.round(np.clip(crop, 0, 1) * 255).astype(np.uint8)).save(path)
+    fused = liteunet.fuse(trained)
+    with torch.no_grad():
+        peaks = liteunet.points.find_peaks(fused(_sample_batch(128))[0], min_distance=4, threshold=0.2)
+    assert len(peaks.xy) > 5
+    sample = Sample(image_path=str(path), points=peaks.xy.astype(np.float64), labels=np.zeros(len(peaks.xy), np.int64), name="crop")
+    settings = LocalizationSettings(threshold=0.2, min_distance=4)
+    report = precision_guard(
+        trained, {"same": fused, "blind": _Scaled(fused, 0.0)}, {"sample": [sample]}, settings, progress=False
+    )
+    assert report["same"]["passed"] and report["same"]["max_abs_diff"] < 0.5
+    assert not report["blind"]["passed"] and report["blind"]["max_abs_diff"] > 50
+    assert report["blind"]["per_dataset"]["sample"]["f1@10"] == 0.0
+
+
+# --- ONNX -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def onnx_files(tmp_path_factory, trained):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    folder = tmp_path_factory.mktemp("onnx")
+    fp32 = export_onnx(trained, folder / "multi.onnx")
+    crops = [_sample_batch(128)[0].numpy()]
+    int8 = quantize_onnx(fp32, folder / "multi.int8.onnx", crops)
+    return fp32, int8
+
+
+@pytest.mark.slow
+def test_onnx_matches_pytorch_on_any_size_and_batch(onnx_files, trained):
+    fp32, _ = onnx_files
+    runner = OnnxModel(fp32)
+    assert runner.in_chans == 3 and runner.num_classes == 1 and runner.precision == "fp32"
+    for shape in ((1, 3, 96, 96), (2, 3, 75, 130), (1, 3, 17, 250)):
+        x = torch.rand(shape)
+        with torch.no_grad():
+            ref = trained(x)
+        out = runner(x)
+        assert out.shape == ref.shape
+        assert float((out - ref).abs().max()) < 1e-4
+
+
+@pytest.mark.slow
+def test_onnx_carries_the_localization_settings(onnx_files, trained):
+    fp32, _ = onnx_files
+    runner = OnnxModel(fp32)
+    stored = liteunet.hub.load_localization_settings(trained)
+    assert liteunet.hub.load_localization_settings(runner) == stored
+
+
+@pytest.mark.slow
+def test_localize_with_onnx_fp32_and_int8(onnx_files):
+    fp32, int8 = onnx_files
+    image = read_image(sample_path())
+    (torch_res,) = liteunet.localize(image, "lite_unet", precision="fp32", progress=False)
+    (onnx_res,) = liteunet.localize(image, str(fp32), progress=False)
+    assert onnx_res.settings["precision"] == "fp32"
+    assert len(onnx_res) == len(torch_res)
+    np.testing.assert_allclose(onnx_res.xy, torch_res.xy, atol=0.01)
+    (int8_res,) = liteunet.localize(image, str(int8), progress=False)
+    assert int8_res.settings["precision"] == "int8"
+    assert abs(len(int8_res) - len(torch_res)) <= 0.1 * len(torch_res)
+    with pytest.raises(ValueError, match="int8 ONNX model"):
+        liteunet.localize(image, str(int8), precision="bf16", progress=False)
+
+
+def test_onnx_model_errors(tmp_path):
+    pytest.importorskip("onnxruntime")
+    with pytest.raises(FileNotFoundError, match="ONNX model not found"):
+        OnnxModel(tmp_path / "missing.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx file")
+    with pytest.raises(ValueError, match="bad.onnx: ONNX Runtime cannot load it"):
+        OnnxModel(bad)
+
+
+@pytest.mark.slow
+def test_cli_export_onnx_fp32_and_int8(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    from liteunet.cli import main
+
+    out = tmp_path / "m.onnx"
+    assert main(["export", "onnx", "lite_unet", "-o", str(out)]) == 0
+    assert "fp32, dynamic" in capsys.readouterr().out and out.stat().st_size > 1e6
+    out8 = tmp_path / "m.int8.onnx"
+    assert main(["export", "onnx", "lite_unet", "-o", str(out8), "--int8", "--calibration", str(sample_path())]) == 0
+    assert "int8, calibrated on 1 crops" in capsys.readouterr().out
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(out8)).metadata_props}
+    assert json.loads(meta["liteunet"])["precision"] == "int8"
