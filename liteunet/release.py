@@ -14,6 +14,7 @@ import argparse
 import json
 import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,14 +26,18 @@ from .data import load_split, split_label
 from .evaluate import (
     DEFAULT_MIN_DISTANCES,
     DEFAULT_THRESHOLDS,
+    LocalizationSettings,
     evaluate_maps,
+    precision_guard,
     predict_maps,
     select_settings,
     select_settings_across,
 )
+from .hub import load_localization_settings
+from .inference import OnnxModel, calibration_images, export_onnx, prepare_model, quantize_onnx
 from .model_card import write_model_card
 
-__all__ = ["finalize_weights", "main"]
+__all__ = ["finalize_weights", "check_precisions", "main"]
 
 
 def finalize_weights(
@@ -77,18 +82,68 @@ def finalize_weights(
     shutil.copyfile(run_folder / "model.safetensors", out_folder / "model.safetensors")
     config["localization"] = settings.to_dict()
     config["evaluation"] = {"split": split, "settings_chosen_on": split, "metrics": evaluation}
+    config["card"] = {
+        "summary": summary,
+        "notes": list(notes),
+        "evaluation_command": command or f"liteunet eval {out_folder} {' '.join(datasets)} --split {split}",
+    }
     (out_folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    write_model_card(
-        out_folder, tag, summary, evaluation,
-        command or f"liteunet eval {out_folder} {' '.join(datasets)} --split {split}", list(notes),
-    )
+    write_model_card(out_folder, tag)
     return evaluation
+
+
+def check_precisions(
+    folder: str | Path,
+    tag: str,
+    datasets: Sequence[str],
+    precisions: Sequence[str] = ("bf16", "int8"),
+    split: str = "validation",
+    device: str = "cpu",
+) -> dict[str, dict[str, Any]]:
+    """Measure reduced precision against float32 on ``split`` and record it with the weights.
+
+    bf16 runs the fused model in PyTorch; int8 exports to ONNX and quantizes with ONNX Runtime,
+    calibrated on crops of the ``train`` split (skipped, with a message, without onnxruntime).
+    Writes ``config.json`` ``inference.precision_guard`` and regenerates the model card.
+    """
+    folder = Path(folder)
+    model = create_model(f"local-dir:{folder}", pretrained=True).to(device).eval()
+    settings = LocalizationSettings(**{k: v for k, v in load_localization_settings(model).items() if k in ("threshold", "min_distance", "sigma")})
+    forms: dict[str, torch.nn.Module] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for precision in precisions:
+            if precision == "int8":
+                try:
+                    import onnxruntime  # noqa: F401
+                except ImportError:
+                    print("int8 skipped: needs pip install 'liteunet[onnx]'")
+                    continue
+                fp32_file = export_onnx(model, Path(tmp) / "model.onnx")
+                int8_file = quantize_onnx(fp32_file, Path(tmp) / "model.int8.onnx", calibration_images(datasets))
+                forms["int8"] = OnnxModel(int8_file)
+            else:
+                forms[precision] = prepare_model(model, precision, device=device)
+        samples = {split_label(name): load_split(name, split) for name in datasets}
+        guard = precision_guard(model, forms, samples, settings, device=device)
+    config = json.loads((folder / "config.json").read_text())
+    config.setdefault("inference", {})["precision_guard"] = guard
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    write_model_card(folder, tag)
+    return guard
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m liteunet.release", description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_folder", help="a training run's best/ folder")
+    parser.add_argument("run_folder", nargs="?", help="a training run's best/ folder (omit with --check-precision-only)")
     parser.add_argument("out_folder", help="the weights folder to write, e.g. weights/lite_unet.multi")
+    parser.add_argument(
+        "--check-precision", nargs="*", metavar="PRECISION", default=None,
+        help="after writing, measure these reduced precisions against fp32 (default bf16 int8) and record them",
+    )
+    parser.add_argument(
+        "--check-precision-only", action="store_true",
+        help="only measure and record reduced precision for an existing weights folder",
+    )
     parser.add_argument("--tag", required=True, help="pretrained tag, e.g. lite_unet.multi")
     parser.add_argument("--datasets", nargs="+", required=True, help="data sets to tune and report on")
     parser.add_argument("--split", default="validation")
@@ -97,12 +152,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--min-input-size", type=int, help="store this min_input_size with the weights")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
-    evaluation = finalize_weights(
-        args.run_folder, args.out_folder, args.tag, args.datasets, args.split, args.summary, device=args.device,
-        notes=args.notes, min_input_size=args.min_input_size,
-    )
-    for name, metrics in evaluation.items():
-        print(f"{name}: F1@5 {metrics['f1@5']:.3f}  F1@10 {metrics['f1@10']:.3f}  MAE {metrics['mae']:.2f}")
+    if not args.check_precision_only:
+        if not args.run_folder:
+            parser.error("run_folder is needed unless --check-precision-only")
+        evaluation = finalize_weights(
+            args.run_folder, args.out_folder, args.tag, args.datasets, args.split, args.summary, device=args.device,
+            notes=args.notes, min_input_size=args.min_input_size,
+        )
+        for name, metrics in evaluation.items():
+            print(f"{name}: F1@5 {metrics['f1@5']:.3f}  F1@10 {metrics['f1@10']:.3f}  MAE {metrics['mae']:.2f}")
+    if args.check_precision_only or args.check_precision is not None:
+        precisions = args.check_precision or ["bf16", "int8"]
+        guard = check_precisions(args.out_folder, args.tag, args.datasets, precisions, args.split, args.device)
+        for form, result in guard.items():
+            print(f"{form}: largest F1 difference {result['max_abs_diff']:.2f} points -> "
+                  f"{'within' if result['passed'] else 'outside'} the {result['tolerance']} guard")
     return 0
 
 
