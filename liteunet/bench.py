@@ -421,6 +421,17 @@ def run_benchmark(
         "peaks_gflops": {k: round(v, 1) for k, v in peaks.items()},
         "rows": [asdict(row) for row in rows],
     }
+    # Records the model zoo table reads (liteunet.zoo.read_benchmarks): the default localize()
+    # form of Lite-UNet here, and the baseline.
+    default_form = "bf16" if guard.get("bf16", {}).get("passed") and cpu_has_native_bf16() else "fused_cl"
+    result["device"] = f"{result['machine']['cpu']}, {threads} threads"
+    result["input_size"] = f"{size}x{size}"
+    result["results"] = [
+        {"model": model, "latency_ms": round(row.median_ms, 1), "precision": _PRECISION.get(row.form, "fp32"), "backend": "PyTorch"}
+        for row in rows
+        for model, form in (("lite_unet", default_form), ("unet", "unet"))
+        if row.form == form and row.median_ms is not None
+    ]
     if localize_side:
         log(f"localize() on {localize_side}x{localize_side}...")
         result["localize"] = _localize_overhead(weights, localize_side, "auto")
