@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 DEFAULT_THRESHOLDS = tuple(np.round(np.arange(0.05, 0.96, 0.05), 2))
-DEFAULT_MIN_DISTANCES = (2, 3, 4, 6)
+DEFAULT_MIN_DISTANCES = (2, 3, 4, 6, 8, 10)
 
 
 @dataclass

@@ -1,0 +1,61 @@
+"""``liteunet bench``: runs every requested form side by side and writes what the docs include."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from liteunet.bench import FORMS, peak_rss_mb, run_benchmark, to_markdown
+from liteunet.cli import main
+
+
+def test_peak_rss_is_this_process():
+    assert 50 < peak_rss_mb() < 64_000
+
+
+@pytest.mark.slow
+def test_bench_command_writes_json_and_markdown(tmp_path, capsys):
+    out = tmp_path / "bench"
+    code = main([
+        "bench", "--size", "64", "--forms", "unet", "eager", "fused_cl", "bf16", "--repeats", "2",
+        "--warmup", "1", "--threads", "1", "--no-memory", "--no-slide", "--localize-size", "160",
+        "-o", str(out),
+    ])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "paper U-Net baseline" in printed and "vs unet" in printed
+    result = json.loads((out / "latest.json").read_text())
+    rows = {row["form"]: row for row in result["rows"]}
+    assert set(rows) == {"unet", "eager", "fused_cl", "bf16"}
+    timed = [r for r in rows.values() if r["median_ms"] is not None]
+    assert rows["unet"]["ratio_to_unet"] == 1.0
+    for row in timed:
+        assert len(row["times_ms"]) == 2 and row["median_ms"] > 0 and row["macs"] > 0
+    # the U-Net baseline does 15x the work of Lite-UNet at any size
+    assert rows["unet"]["macs"] > 10 * rows["eager"]["macs"]
+    assert result["peaks_gflops"]["fp32"] > 0
+    assert result["localize"]["model_s"] > 0 and result["localize"]["total_s"] >= result["localize"]["model_s"]
+    # the zoo table reads the latency of the default form from the same file
+    from liteunet.zoo import read_benchmarks
+
+    records = read_benchmarks(out / "latest.json")
+    assert {r["model"] for r in records} == {"lite_unet", "unet"}
+    markdown = (out / "latest.md").read_text()
+    assert markdown == to_markdown(result)
+    assert "| form | ms / image | vs unet |" in markdown and "localize()" in markdown
+
+
+def test_unknown_form_is_refused(capsys):
+    assert main(["bench", "--forms", "fastest", "--no-slide", "--no-localize"]) == 1
+    assert f"choose from {', '.join(FORMS)}" in capsys.readouterr().err
+
+
+def test_a_form_that_cannot_run_here_is_reported_not_fatal(monkeypatch):
+    monkeypatch.setattr("liteunet.bench._available", lambda form: "not here" if form == "fused" else "")
+    result = run_benchmark(size=32, forms=("fused", "fused_cl"), repeats=1, warmup=0, threads=1, memory=False,
+                           localize_side=None, slide_side=None, progress=False)
+    rows = {row["form"]: row for row in result["rows"]}
+    assert rows["fused"]["note"] == "not here" and rows["fused"]["median_ms"] is None
+    assert rows["fused_cl"]["median_ms"] > 0
+    assert "| lite_unet reparameterized (CD + BN folded), fp32 | not here |" in to_markdown(result)
