@@ -135,6 +135,8 @@ def render_model_card(
     names = sorted({k.split("/")[1] for k in validation if k.count("/") == 2})
     if names:
         metrics = ["f1@5", "f1@10", "precision@10", "recall@10", "mae", "rmse"]
+        if any(k.endswith("/positive_index_error") for k in validation):
+            metrics.append("positive_index_error")  # Ki-67 index error, in points
         lines.append("| set | " + " | ".join(metrics) + " |")
         lines.append("|---|" + "---|" * len(metrics))
         for n in names:
