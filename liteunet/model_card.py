@@ -137,7 +137,8 @@ def render_model_card(
         metrics = ["f1@5", "f1@10", "precision@10", "recall@10", "mae", "rmse"]
         if any(k.endswith("/positive_index_error") for k in validation):
             metrics.append("positive_index_error")  # Ki-67 index error, in points
-        lines.append("| set | " + " | ".join(metrics) + " |")
+        headers = {"positive_index_error": "Ki-67 index error (points)"}
+        lines.append("| set | " + " | ".join(headers.get(m, m) for m in metrics) + " |")
         lines.append("|---|" + "---|" * len(metrics))
         for n in names:
             lines.append(f"| {n} | " + " | ".join(_fmt(validation.get(f"val/{n}/{m}", "")) for m in metrics) + " |")

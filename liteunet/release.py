@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from ._factory import create_model
-from .data import load_split, split_label
+from .data import class_names, list_datasets, load_split, split_label
 from .evaluate import (
     DEFAULT_MIN_DISTANCES,
     DEFAULT_THRESHOLDS,
@@ -81,6 +81,11 @@ def finalize_weights(
     out_folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run_folder / "model.safetensors", out_folder / "model.safetensors")
     config["localization"] = settings.to_dict()
+    if num_classes > 1:
+        # Name the maps (e.g. BCData's positive / negative) so localize() labels points with them.
+        names = {class_names(name) for name in datasets if name in list_datasets()}
+        if len(names) == 1 and len(next(iter(names))) == num_classes:
+            config.setdefault("pretrained_cfg", {})["label_names"] = list(next(iter(names)))
     config["evaluation"] = {"split": split, "settings_chosen_on": split, "metrics": evaluation}
     config["card"] = {
         "summary": summary,
