@@ -14,7 +14,7 @@ from liteunet.cli import build_parser, main
 def test_info_prints_paper_sizes(capsys):
     assert main(["info", "lite_unet"]) == 0
     out = capsys.readouterr().out
-    assert "1.32 M" in out and "17.41 at 3x512x512" in out
+    assert "1.32 M" in out and "17.43 at 3x512x512" in out
     assert "pretrained:" in out
 
 
