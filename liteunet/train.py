@@ -81,7 +81,8 @@ class TrainConfig:
         pretrained: fine-tune from a pretrained tag (``lite_unet.multi``) or a weights folder.
         samples_per_epoch: random crops per data set per epoch (default: its number of images).
         max_steps: stop after this many optimizer steps (for tests and smoke runs).
-        time_limit_min: stop cleanly after this many minutes.
+        time_limit_min: stop at the first epoch end after this many minutes of training
+            (counted over resumes).
         val_max_images: validate on at most this many images per data set.
     """
 
@@ -352,10 +353,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
             step += 1
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4g}")
-            minutes = (elapsed_before + time.time() - started) / 60
-            if (cfg.max_steps and step >= cfg.max_steps) or (cfg.time_limit_min and minutes >= cfg.time_limit_min):
+            if cfg.max_steps and step >= cfg.max_steps:
                 stop = True
                 break
+        # The time limit ends a run at an epoch boundary only: a checkpoint always holds whole
+        # epochs, so a resumed run never skips the rest of a cut-short one.
+        if cfg.time_limit_min and (elapsed_before + time.time() - started) / 60 >= cfg.time_limit_min:
+            stop = True
         row: dict[str, Any] = {
             "epoch": epoch + 1, "step": step, "train_loss": float(np.mean(losses)) if losses else math.nan,
             "lr": optimizer.param_groups[0]["lr"], "minutes": round((elapsed_before + time.time() - started) / 60, 2),
@@ -494,7 +498,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples-per-epoch", type=int, help="random crops per data set per epoch")
     parser.add_argument("--val-max-images", type=int, help="validate on at most this many images per set")
     parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
-    parser.add_argument("--time-limit", type=float, dest="time_limit_min", help="stop after this many minutes")
+    parser.add_argument("--time-limit", type=float, dest="time_limit_min", help="stop at the first epoch end after this many minutes (counted over resumes)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0, dest="num_workers", help="DataLoader workers")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

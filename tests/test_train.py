@@ -94,6 +94,18 @@ def test_fine_tune_from_a_weights_folder_changes_num_classes(tmp_path):
     assert tuned.keys() == start.keys()
 
 
+def test_time_limit_stops_at_an_epoch_end_so_resume_skips_nothing(tmp_path):
+    data = _make_folder(tmp_path / "data", n=3)
+    cfg = dict(datasets=[str(data)], out_dir=str(tmp_path / "run"), epochs=3, batch_size=2, crop_size=32,
+               model_args=TINY, samples_per_epoch=4, progress=False)
+    train(TrainConfig(**cfg, time_limit_min=1e-6))  # over the limit after the first step
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert state["epoch"] == 0 and state["step"] == 2  # one whole epoch of 4 crops, batch 2
+    train(TrainConfig(**cfg))  # resumes and finishes epochs 2 and 3
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert state["epoch"] == 2 and state["step"] == 6
+
+
 def test_fine_tuning_to_more_classes_starts_each_map_from_the_pretrained_one():
     from liteunet.train import _adapt_head
 
