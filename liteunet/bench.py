@@ -216,9 +216,9 @@ class _TimedModel(nn.Module):
         super().__init__()
         self.model = model
         self.seconds = 0.0
-        for name in ("num_classes", "in_chans", "size_divisor", "pretrained_cfg"):
-            if hasattr(model, name):
-                setattr(self, name, getattr(model, name))
+        from .inference import copy_model_attributes
+
+        copy_model_attributes(model, self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         start = time.perf_counter()

@@ -43,6 +43,18 @@ __all__ = [
 #: Precisions an inference form can run in; ``int8`` only through ONNX Runtime.
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
+#: What the localizer reads off a model; every wrapper passes these through.
+_MODEL_ATTRIBUTES = ("num_classes", "in_chans", "size_divisor", "pretrained_cfg")
+
+
+def copy_model_attributes(source: nn.Module, wrapper: nn.Module) -> nn.Module:
+    """Give ``wrapper`` the localization attributes of the model it wraps; returns ``wrapper``."""
+    for name in _MODEL_ATTRIBUTES:
+        if hasattr(source, name):
+            setattr(wrapper, name, getattr(source, name))
+    return wrapper
+
+
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _ONNX_METADATA_KEY = "liteunet"
 
@@ -96,10 +108,7 @@ class InferenceModel(nn.Module):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.dtype = dtype
         self.model = model.to(dtype=dtype, memory_format=self.memory_format).eval()
-        # Localization metadata the localizer reads off the model.
-        for name in ("num_classes", "in_chans", "size_divisor", "pretrained_cfg"):
-            if hasattr(model, name):
-                setattr(self, name, getattr(model, name))
+        copy_model_attributes(model, self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(dtype=self.dtype).contiguous(memory_format=self.memory_format)
@@ -143,11 +152,7 @@ def prepare_model(
     if compile:
         # Static shapes: torch 2.15's dynamic-shape path fails on GCA's 1/N (a float of H x W);
         # localize() feeds equal-sized tiles, so each image size compiles once.
-        compiled = torch.compile(runner, dynamic=False)
-        for name in ("num_classes", "in_chans", "size_divisor", "pretrained_cfg"):
-            if hasattr(runner, name):
-                setattr(compiled, name, getattr(runner, name))
-        runner = compiled
+        runner = copy_model_attributes(runner, torch.compile(runner, dynamic=False))
     return runner
 
 
