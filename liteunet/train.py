@@ -384,6 +384,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
             break
     if distributed:
         _check_replicas_agree(model, out, is_main)
+        # Free the DDP reducer (it holds the process group) and let every process get here before
+        # the group goes: tearing it down under a live reducer aborted a gloo run now and then.
+        del net
+        dist.barrier()
         dist.destroy_process_group()
     return best
 
