@@ -132,7 +132,8 @@ def prepare_model(
         device: where the model runs.
         channels_last: NHWC activations; default on, the faster layout for these convolutions on
             CPU and on tensor-core GPUs (measured with ``liteunet bench``).
-        compile: wrap in ``torch.compile``; the first call of each new input size compiles,
+        compile: wrap in ``torch.compile`` with weight freezing (the weights become constants of
+            the compiled graph: prepare again after changing them); each new input size compiles,
             which takes tens of seconds.
         fused: fold difference convs and BatchNorm first (:func:`fuse`).
 

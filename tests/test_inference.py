@@ -97,6 +97,10 @@ def test_prepare_model_compile_keeps_the_model_contract():
     x = torch.rand(1, 3, 32, 48)
     with torch.no_grad():
         assert _rel_err(runner(x), model(x)) < 1e-5
+    # Frozen weights are constants of the graph; outside no_grad the model still runs.
+    with torch.inference_mode():
+        assert _rel_err(runner(x), model(x)) < 1e-5
+    assert _rel_err(runner(x).detach(), model(x).detach()) < 1e-5
 
 
 # --- precision choice -------------------------------------------------------------------------------
