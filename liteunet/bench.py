@@ -145,9 +145,9 @@ def _build_form(form: str, weights: str, size: int, tmp: Path) -> tuple[Callable
 
 
 def _weights_config(model: nn.Module) -> dict[str, Any]:
-    from .hub import _module_config
+    from .hub import load_weights_config
 
-    return _module_config(model)[0]
+    return load_weights_config(model)
 
 
 def _available(form: str) -> str:

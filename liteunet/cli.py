@@ -111,10 +111,10 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
         images = calibration_images(sources)
     else:
         # The weights' own training sets when the shared data is here, else the bundled sample.
-        from .hub import _module_config
+        from .hub import load_weights_config
         from .samples import sample_path
 
-        sources = (_module_config(model)[0].get("training") or {}).get("datasets") or []
+        sources = (load_weights_config(model).get("training") or {}).get("datasets") or []
         try:
             images = calibration_images(sources)
         except (OSError, ValueError, KeyError):

@@ -77,6 +77,7 @@ __all__ = [
     "add_push_parser",
     "load_inference_checks",
     "load_localization_settings",
+    "load_weights_config",
     "load_weights_file",
     "main",
     "push_weights_folder",
@@ -825,6 +826,19 @@ def _module_config(model: nn.Module) -> tuple[dict[str, Any], Path | str | None]
         return _read_config(config_file), config_file
     # Models that carry their settings themselves (ONNX files exported by liteunet).
     return {k: cfg[k] for k in ("localization", "inference") if k in cfg}, type(model).__name__
+
+
+def load_weights_config(model: nn.Module) -> dict[str, Any]:
+    """The ``config.json`` a model's pretrained weights came with; ``{}`` for a model without one.
+
+    For a model loaded from an exported ONNX file, what the file carries (``localization``,
+    ``inference``).
+
+    Example:
+        >>> load_weights_config(liteunet.create_model("lite_unet"))
+        {}
+    """
+    return _module_config(model)[0]
 
 
 def load_inference_checks(model: nn.Module) -> dict[str, Any]:

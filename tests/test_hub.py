@@ -338,6 +338,15 @@ def test_named_file_or_folder_comes_first(fake_hub, folders):
     )
 
 
+def test_weights_config_is_the_folders_config_json(folders):
+    model = liteunet.create_model(
+        "lite_unet.crc", pretrained=True, pretrained_cfg_overlay=dict(file=str(folders["crc"]))
+    )
+    expected = json.loads((folders["crc"] / "config.json").read_text())
+    assert hub.load_weights_config(model) == expected
+    assert hub.load_weights_config(liteunet.create_model("lite_unet")) == {}
+
+
 def test_in_memory_state_dict(folders):
     sd = safetensors.torch.load_file(folders["crc"] / "model.safetensors")
     model = timm.create_model(
