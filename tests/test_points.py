@@ -219,3 +219,18 @@ def test_tied_maps_give_separated_local_maxima(m, md):
     sub = find_peaks(m, min_distance=md, threshold=1, subpixel=True)
     assert len(sub) == len(res)
     assert np.all(np.abs(sub.xy - res.xy) <= 0.5)
+
+
+@pytest.mark.parametrize("md", [1, 3, 6])
+def test_window_max_is_the_max_of_each_square_window(md):
+    from liteunet.points import _window_max
+
+    score = torch.rand(2, 23, 31, generator=torch.Generator().manual_seed(md))
+    score[score > 0.8] = 0.8  # plateaus
+    got = _window_max(score, md)
+    padded = np.pad(score.numpy(), ((0, 0), (md, md), (md, md)), constant_values=-np.inf)
+    for b in range(2):
+        for y in range(23):
+            for x in range(31):
+                window = padded[b, y : y + 2 * md + 1, x : x + 2 * md + 1]
+                assert got[b, y, x].item() == window.max()
