@@ -186,6 +186,12 @@ def _window_max(score: torch.Tensor, md: int) -> torch.Tensor:
         return torch.from_numpy(
             ndimage.maximum_filter(values, size=(1, k, k), mode="constant", cval=-np.inf)
         )
+    return _window_max_pooling(score, md)
+
+
+def _window_max_pooling(score: torch.Tensor, md: int) -> torch.Tensor:
+    """:func:`_window_max` with PyTorch's pooling, on any device."""
+    k = 2 * md + 1
     pooled = F.max_pool2d(score[:, None], kernel_size=(1, k), stride=1, padding=(0, md))
     return F.max_pool2d(pooled, kernel_size=(k, 1), stride=1, padding=(md, 0))[:, 0]
 

@@ -222,12 +222,13 @@ def test_tied_maps_give_separated_local_maxima(m, md):
 
 
 @pytest.mark.parametrize("md", [1, 3, 6])
-def test_window_max_is_the_max_of_each_square_window(md):
-    from liteunet.points import _window_max
+@pytest.mark.parametrize("path", ["scipy on CPU", "pooling (other devices)"])
+def test_window_max_is_the_max_of_each_square_window(md, path):
+    from liteunet.points import _window_max, _window_max_pooling
 
     score = torch.rand(2, 23, 31, generator=torch.Generator().manual_seed(md))
     score[score > 0.8] = 0.8  # plateaus
-    got = _window_max(score, md)
+    got = _window_max(score, md) if path.startswith("scipy") else _window_max_pooling(score, md)
     padded = np.pad(score.numpy(), ((0, 0), (md, md), (md, md)), constant_values=-np.inf)
     for b in range(2):
         for y in range(23):
