@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .models._fuse import stack_branches
+
 __all__ = [
     "PRECISIONS",
     "fuse",
@@ -135,7 +137,8 @@ def prepare_model(
         compile: wrap in ``torch.compile`` with weight freezing (the weights become constants of
             the compiled graph: prepare again after changing them); each new input size compiles,
             which takes tens of seconds.
-        fused: fold difference convs and BatchNorm first (:func:`fuse`).
+        fused: fold difference convs and BatchNorm first (:func:`fuse`); compiled bf16 on CPU
+            also stacks the gradient aggregation branches into one full-width conv per depth.
 
     Returns:
         an ``nn.Module`` taking float32 ``(B, C, H, W)`` and returning float32 ``(B, K, H, W)``.
@@ -147,6 +150,11 @@ def prepare_model(
     if precision == "fp16" and device.type == "cpu":
         raise ValueError("fp16 is for CUDA; on CPU use bf16")
     base = fuse(model) if fused else copy.deepcopy(model).eval()
+    if fused and compile and precision == "bf16" and device.type == "cpu":
+        # One dense conv per GA depth instead of four 7-channel ones and a concatenation that
+        # Inductor could not vectorize: 8% faster compiled in bf16 on 1 core (180 -> 165 ms per
+        # 512 image); 4% slower eager, and far slower in fp32 (6.4x the GA's 3x3 multiply-adds).
+        stack_branches(base)
     runner: nn.Module = InferenceModel(
         base.to(device), _DTYPES[precision], channels_last=True if channels_last is None else channels_last
     )
@@ -213,7 +221,8 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = _model_metadata(model)
     fused = fuse(model).float().cpu()
-    x = torch.rand(1, meta["in_chans"], example_size, example_size)
+    # Batch 2: with a batch-1 example, export specializes transposed convs to batch 1.
+    x = torch.rand(2, meta["in_chans"], example_size, example_size)
     side = torch.export.Dim
     dynamic = {"x": {0: side("batch", min=1, max=1024), 2: side("height", min=16, max=65536), 3: side("width", min=16, max=65536)}}
     # The forward's first argument is named x in every liteunet model; others fall back to position.

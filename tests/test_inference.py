@@ -14,6 +14,12 @@ from liteunet.data.io import match_channels, normalize_image, read_image
 from liteunet.evaluate import LocalizationSettings, precision_guard
 from liteunet.inference import InferenceModel, OnnxModel, export_onnx, prepare_model, quantize_onnx
 from liteunet.localization import _resolve_precision
+from liteunet.models._fuse import (
+    StackedGradientAggregation,
+    reparameterize_model,
+    stack_gradient_aggregation,
+    upsample_conv_to_transposed,
+)
 from liteunet.samples import sample_path
 
 TINY = dict(widths=(8, 8, 16, 16, 16))
@@ -47,6 +53,77 @@ def test_fuse_matches_random_weights(name):
     x = torch.rand(2, 3, 75, 90)
     with torch.no_grad():
         assert _rel_err(liteunet.fuse(model)(x), model(x)) < 1e-4
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("size", [(1, 1), (5, 8), (13, 6)])
+def test_upsample_conv_as_transposed_conv_is_exact(bias, size):
+    """Eq.: conv3x3(nearest_2x(x)) == conv_transpose(x, summed taps, stride 2), any size."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(5, 4, 3, padding=1, bias=bias).double()
+    x = torch.randn(2, 5, *size, dtype=torch.float64)
+    expected = conv(torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest"))
+    transposed = upsample_conv_to_transposed(conv)
+    assert transposed.stride == (2, 2) and transposed.kernel_size == (4, 4)
+    torch.testing.assert_close(transposed(x), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "conv",
+    [
+        torch.nn.Conv2d(4, 4, 3, padding=1, stride=2),
+        torch.nn.Conv2d(4, 4, 3, padding=1, groups=2),
+        torch.nn.Conv2d(4, 4, 5, padding=2),
+        torch.nn.Conv2d(4, 4, 3, padding=1, padding_mode="reflect"),
+    ],
+)
+def test_upsample_conv_rewrite_refuses_other_convs(conv):
+    with pytest.raises(ValueError, match="3x3, stride-1, padding-1"):
+        upsample_conv_to_transposed(conv)
+    upsample = torch.nn.Sequential(torch.nn.Upsample(scale_factor=2, mode="nearest"), conv)
+    assert isinstance(reparameterize_model(upsample), torch.nn.Sequential)  # left as it was
+
+
+def test_fuse_turns_every_lite_unet_upsampling_step_into_a_transposed_conv(trained):
+    fused = liteunet.fuse(trained)
+    assert [type(up).__name__ for up in fused.up] == ["TransposedUpConv"] * 4
+    assert not any(isinstance(m, torch.nn.Upsample) for m in fused.modules())
+    bilinear = torch.nn.Sequential(torch.nn.Upsample(scale_factor=2, mode="bilinear"), torch.nn.Conv2d(2, 2, 3, padding=1))
+    assert isinstance(reparameterize_model(bilinear)[0], torch.nn.Upsample)  # only nearest is exact
+
+
+@pytest.mark.parametrize("depths", [(1, 2, 3, 4), (2, 1), (3,)])
+def test_stacked_gradient_aggregation_matches_the_branches(depths):
+    torch.manual_seed(0)
+    ga = liteunet.layers.GradientAggregation(3, 12, depths=depths)
+    for module in ga.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    folded = reparameterize_model(ga.eval())
+    stacked = stack_gradient_aggregation(folded)
+    assert sum(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3) for m in stacked) == max(depths)
+    x = torch.rand(2, 3, 19, 23, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(stacked.double()(x), folded.double()(x), rtol=1e-10, atol=1e-10)
+
+
+def test_stacking_refuses_unfolded_or_non_relu_gradient_aggregation():
+    with pytest.raises(ValueError, match="run fuse first"):
+        stack_gradient_aggregation(liteunet.layers.GradientAggregation(3, 8).eval())
+    silu = reparameterize_model(liteunet.layers.GradientAggregation(3, 8, act_layer=torch.nn.SiLU).eval())
+    with pytest.raises(ValueError, match="ReLU"):  # identity pass-through is exact only for ReLU
+        stack_gradient_aggregation(silu)
+
+
+def test_only_compiled_bf16_on_cpu_stacks_the_branches(trained):
+    def stacked(runner):
+        inner = getattr(runner, "_orig_mod", runner)
+        return any(isinstance(m, StackedGradientAggregation) for m in inner.modules())
+
+    assert stacked(prepare_model(trained, "bf16", compile=True))
+    assert not stacked(prepare_model(trained, "bf16"))
+    assert not stacked(prepare_model(trained, "fp32", compile=True))
 
 
 def test_fuse_matches_trained_weights_and_leaves_no_batchnorm(trained):
