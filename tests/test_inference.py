@@ -12,7 +12,7 @@ import torch
 import liteunet
 from liteunet.data.io import match_channels, normalize_image, read_image
 from liteunet.evaluate import LocalizationSettings, precision_guard
-from liteunet.inference import InferenceModel, OnnxModel, export_onnx, prepare_model, quantize_onnx
+from liteunet.inference import FloatInputConv, InferenceModel, OnnxModel, export_onnx, prepare_model, quantize_onnx
 from liteunet.localization import _resolve_precision
 from liteunet.models._fuse import (
     StackedGradientAggregation,
@@ -124,6 +124,36 @@ def test_only_compiled_bf16_on_cpu_stacks_the_branches(trained):
     assert stacked(prepare_model(trained, "bf16", compile=True))
     assert not stacked(prepare_model(trained, "bf16"))
     assert not stacked(prepare_model(trained, "fp32", compile=True))
+
+
+def test_bf16_keeps_the_convs_that_read_the_image_in_float32(trained, monkeypatch):
+    runner = prepare_model(trained, "bf16")
+    readers = [name for name, m in runner.named_modules() if isinstance(m, FloatInputConv)]
+    assert readers == [f"model.encoder.0.branches.{i}.0.conv" for i in range(4)]  # GA's difference convs
+    assert runner.input_dtype == torch.float32 and runner.model.head.weight.dtype == torch.bfloat16
+    assert not any(isinstance(m, FloatInputConv) for m in prepare_model(trained, "fp32").modules())
+    x = _sample_batch(256)
+    with torch.inference_mode():
+        reference = liteunet.fuse(trained)(x)
+        error = (runner(x) - reference).abs().mean()
+        monkeypatch.setattr("liteunet.inference._image_readers", lambda model: [])
+        all_bf16 = prepare_model(trained, "bf16")
+        assert all_bf16.input_dtype == torch.bfloat16
+        assert error < (all_bf16(x) - reference).abs().mean()  # the point of it, on a real image
+
+
+def test_image_readers_must_all_be_convs():
+    class ReluFirst(torch.nn.Module):  # the image itself goes through a ReLU: no float-input conv
+        def __init__(self):
+            super().__init__()
+            self.act, self.conv = torch.nn.ReLU(), torch.nn.Conv2d(3, 2, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(x) + self.act(x).sum(1, keepdim=True)
+
+    runner = InferenceModel(ReluFirst(), torch.bfloat16)
+    assert runner.input_dtype == torch.bfloat16
+    assert runner(torch.rand(1, 3, 20, 20)).dtype == torch.float32
 
 
 def test_fuse_matches_trained_weights_and_leaves_no_batchnorm(trained):
