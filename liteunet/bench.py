@@ -101,7 +101,7 @@ def _load_weights(weights: str) -> nn.Module:
 def _build_form(form: str, weights: str, size: int, tmp: Path) -> tuple[Callable[[torch.Tensor], torch.Tensor], nn.Module | None]:
     """A callable running ``form`` on a float32 (1, 3, size, size) batch, and the model it counts."""
     from ._factory import create_model
-    from .inference import OnnxModel, calibration_images, export_onnx, prepare_model, quantize_onnx
+    from .inference import OnnxModel, calibration_images, export_onnx, fuse, prepare_model, quantize_onnx
 
     if form == "unet":
         model = create_model("unet").eval()
@@ -114,22 +114,22 @@ def _build_form(form: str, weights: str, size: int, tmp: Path) -> tuple[Callable
     model = _load_weights(weights)
     if form == "eager":
         return model, model
-    if form == "fused":
-        return prepare_model(model, "fp32", channels_last=False), model
-    if form == "fused_cl":
-        return prepare_model(model, "fp32"), model
-    if form == "compiled":
-        return prepare_model(model, "fp32", compile=True), model
-    if form == "bf16":
-        return prepare_model(model, "bf16"), model
-    if form == "bf16_compiled":
-        return prepare_model(model, "bf16", compile=True), model
+    # Each form counts the multiply-adds it runs: fusing turns the upsampling steps into
+    # transposed convs (fewer), stacking GA's branches for compiled bf16 adds some back.
+    prepared = {
+        "fused": ("fp32", dict(channels_last=False)), "fused_cl": ("fp32", {}), "compiled": ("fp32", dict(compile=True)),
+        "bf16": ("bf16", {}), "bf16_compiled": ("bf16", dict(compile=True)),
+    }
+    if form in prepared:
+        precision, options = prepared[form]
+        runner = prepare_model(model, precision, **options)
+        return runner, getattr(runner, "_orig_mod", runner)
     if form in ("onnx", "onnx_int8"):
         fp32_file = tmp / "model.onnx"
         if not fp32_file.exists():
             export_onnx(model, fp32_file, check=False)
         if form == "onnx":
-            return OnnxModel(fp32_file), model
+            return OnnxModel(fp32_file), fuse(model)
         int8_file = tmp / "model.int8.onnx"
         if not int8_file.exists():
             from .samples import sample_path
@@ -140,7 +140,7 @@ def _build_form(form: str, weights: str, size: int, tmp: Path) -> tuple[Callable
             except (OSError, ValueError, KeyError):
                 images = calibration_images([sample_path()])
             quantize_onnx(fp32_file, int8_file, images)
-        return OnnxModel(int8_file), model
+        return OnnxModel(int8_file), fuse(model)
     raise ValueError(f"unknown form {form!r}; choose from {', '.join(FORMS)}")
 
 
