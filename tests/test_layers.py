@@ -168,6 +168,21 @@ def test_cbam_eq6():
     assert cbam.spatial.conv.kernel_size == (7, 7) and cbam.channel.fc1.kernel_size == (1, 1)
 
 
+def test_cbam_without_autograd_matches_and_leaves_its_input_alone():
+    torch.manual_seed(0)
+    cbam = CBAM(16).eval()
+    x = torch.randn(2, 16, 9, 11)
+    kept = x.clone()
+    with_grad = cbam(x)
+    for context in (torch.no_grad, torch.inference_mode):
+        with context():
+            torch.testing.assert_close(cbam(x), with_grad, rtol=0, atol=0)
+    torch.testing.assert_close(x, kept, rtol=0, atol=0)
+    x.requires_grad_(True)
+    cbam(x).sum().backward()  # the training path still has what autograd needs
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
 def test_ghost_cbam_is_ghost_modules_then_cbam():
     torch.manual_seed(0)
     block = GhostCBAM(8, 16).eval()

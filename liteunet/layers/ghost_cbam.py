@@ -161,7 +161,13 @@ class CBAM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input("CBAM", x, self.channels)
         x = x * self.channel(x)
-        return x * self.spatial(x)
+        attention = self.spatial(x)
+        # x is this block's own tensor; without autograd scale it in place: one full-size
+        # activation less at the decoder's memory peak. (The TorchScript tracer checks its trace
+        # without grad, so it keeps the out-of-place form.)
+        if torch.is_grad_enabled() or torch.jit.is_tracing():
+            return x * attention
+        return x.mul_(attention)
 
 
 class GhostCBAM(nn.Module):

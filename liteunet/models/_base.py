@@ -92,9 +92,12 @@ class LocalizationModel(nn.Module):
                 x = F.max_pool2d(x, 2)
             x = stage(x)
             skips.append(x)
+        skips.pop()  # the deepest stage feeds only the bottleneck
         x = self.bottleneck(x)
-        for up, block, skip in zip(self.up, self.decoder, reversed(skips[:-1])):
-            x = block(torch.cat([skip, up(x)], dim=1))
+        for up, block in zip(self.up, self.decoder):
+            # Popping frees each skip once it is concatenated: the full-resolution one is gone
+            # before the last (largest) decoder block runs.
+            x = block(torch.cat([skips.pop(), up(x)], dim=1))
         return x
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
