@@ -93,17 +93,17 @@ class TransposedUpConv(nn.Module):
 
 
 def _as_transposed_upconv(seq: nn.Sequential) -> nn.Module | None:
-    """``seq`` rewritten as a :class:`TransposedUpConv` when it is upsample + folded 3x3 conv block."""
+    """``seq`` rewritten as a :class:`TransposedUpConv` when it is a 2x nearest upsample + 3x3 conv block."""
     if len(seq) != 2 or not _is_nearest_2x(seq[0]):
         return None
     block = seq[1]
     if _is_plain_3x3(block):
         return TransposedUpConv(upsample_conv_to_transposed(block), nn.Identity())
     conv, tail = getattr(block, "conv", None), getattr(block, "bn", None)
-    # A ConvNormAct whose BatchNorm is already folded: conv, then only activation/dropout.
-    if _is_plain_3x3(conv) and tail is not None and not any(isinstance(m, nn.BatchNorm2d) for m in tail.modules()):
-        if set(dict(block.named_children())) <= {"conv", "bn"}:
-            return TransposedUpConv(upsample_conv_to_transposed(conv), tail)
+    # timm's ConvNormAct layout, conv then ``bn`` (norm, activation; folded or not): the tail
+    # only ever sees the conv's output, so it carries over unchanged.
+    if _is_plain_3x3(conv) and tail is not None and set(dict(block.named_children())) == {"conv", "bn"}:
+        return TransposedUpConv(upsample_conv_to_transposed(conv), tail)
     return None
 
 
