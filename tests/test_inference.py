@@ -208,6 +208,14 @@ def test_prepare_model_compile_keeps_the_model_contract():
     with torch.inference_mode():
         assert _rel_err(runner(x), model(x)) < 1e-5
     assert _rel_err(runner(x).detach(), model(x).detach()) < 1e-5
+    # Freezing really happened: the no_grad graph keeps the weights it was compiled with, while
+    # the grad-mode graph (not frozen) reads the parameters as inputs.
+    with torch.no_grad():
+        before = runner(x).clone()
+        for parameter in runner.parameters():
+            parameter.add_(1.0)
+        assert torch.equal(runner(x), before)
+    assert not torch.allclose(runner(x).detach(), before)
 
 
 # --- precision choice -------------------------------------------------------------------------------
