@@ -75,6 +75,7 @@ class BenchRow:
     ratio_to_unet: float | None = None
     peak_memory_mb: float | None = None
     f1_max_diff_points: float | None = None
+    first_call_s: float | None = None  # the first call, where compiling and planning happen
     note: str = ""
 
 
@@ -377,8 +378,11 @@ def run_benchmark(
                 run, counted = _build_form(form, weights, size, Path(tmp))
                 row.macs = count_macs(counted, (3, size, size)) if counted is not None else 0
                 with torch.inference_mode():
-                    for _ in range(warmup):  # compiles and plans happen here
+                    for i in range(warmup):  # compiles and plans happen here
+                        start = time.perf_counter()
                         run(x)
+                        if i == 0:
+                            row.first_call_s = time.perf_counter() - start
             except Exception as err:  # one form failing must not lose the others
                 row.note = f"failed: {type(err).__name__}: {str(err)[:200]}"
                 continue
@@ -467,23 +471,25 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"one {result['image']} image, median of {result['repeats']} interleaved rounds; "
         f"matmul peak in the same run: {peaks} GFLOP/s.",
         "",
-        "| form | ms / image | vs unet | G MACs | GFLOP/s | of peak | peak memory (MB) | F1 vs fp32 (pts) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| form | ms / image | vs unet | G MACs | GFLOP/s | of peak | peak memory (MB) | F1 vs fp32 (pts) | first call (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
         if row["median_ms"] is None:
-            lines.append(f"| {row['description']} | {row['note'] or '—'} | | | | | | |")
+            lines.append(f"| {row['description']} | {row['note'] or '—'} | | | | | | | |")
             continue
         lines.append(
             f"| {row['description']} | {row['median_ms']:.1f} | {_fmt(row['ratio_to_unet'], '{:.3f}')} | "
             f"{row['macs'] / 1e9:.1f} | {_fmt(row['gflops'], '{:.0f}')} | {_fmt(row['peak_fraction'], '{:.0%}')} | "
-            f"{_fmt(row['peak_memory_mb'], '{:.0f}')} | {_fmt(row['f1_max_diff_points'], '{:.2f}')} |"
+            f"{_fmt(row['peak_memory_mb'], '{:.0f}')} | {_fmt(row['f1_max_diff_points'], '{:.2f}')} | "
+            f"{_fmt(row.get('first_call_s'), '{:.1f}')} |"
         )
     lines.append("")
     lines.append(
         "Peak memory: peak RSS of a fresh process running one image (PyTorch itself is most of it). "
         "F1 vs fp32: the largest difference in F1 at 5 or 10 px over the validation sets, as the "
-        "weights record it (`python -m liteunet.release --check-precision`)."
+        "weights record it (`python -m liteunet.release --check-precision`). First call: the "
+        "first image through a freshly prepared form, where compiling and planning happen."
     )
     if "localize" in result:
         loc = result["localize"]

@@ -32,6 +32,7 @@ def test_bench_command_writes_json_and_markdown(tmp_path, capsys):
     assert rows["unet"]["ratio_to_unet"] == 1.0
     for row in timed:
         assert len(row["times_ms"]) == 2 and row["median_ms"] > 0 and row["macs"] > 0
+        assert row["first_call_s"] > 0
     # the U-Net baseline does 15x the work of Lite-UNet at any size
     assert rows["unet"]["macs"] > 10 * rows["eager"]["macs"]
     assert result["peaks_gflops"]["fp32"] > 0
