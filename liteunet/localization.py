@@ -503,10 +503,14 @@ def _stats_sample(src: Any) -> np.ndarray:
 # --- tiling ---------------------------------------------------------------------------------------
 
 
-def _axis_tiles(n: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+def _axis_tiles(n: int, tile: int, overlap: int, align: int = 16) -> list[tuple[int, int, int, int]]:
     """``(t0, t1, c0, c1)`` per tile along one axis: tile ``[t0, t1)``, core ``[c0, c1)``.
 
-    The cores partition ``[0, n)``; a core is ``overlap / 2`` away from its tile's inner edges.
+    The cores partition ``[0, n)``; a core is at least ``overlap / 2`` away from its tile's inner
+    edges. The last tile is moved back to end at ``n`` (its origin rounded up to ``align``, the
+    pooling grid), so it is as long as the others, less at most ``align - 1`` pixels that the
+    caller pads: every tile has one shape, which ``torch.compile`` compiles once, and the last
+    core gets real context instead of padding.
     """
     if n <= tile:
         return [(0, n, 0, n)]
@@ -514,29 +518,30 @@ def _axis_tiles(n: int, tile: int, overlap: int) -> list[tuple[int, int, int, in
     count = math.ceil((n - tile) / stride) + 1
     out = []
     for k in range(count):
-        t0 = k * stride
-        out.append(
-            (
-                t0,
-                min(t0 + tile, n),
-                0 if k == 0 else t0 + margin,
-                n if k == count - 1 else t0 + tile - margin,
-            )
-        )
+        last = k == count - 1
+        # ceil((n - tile) / align) * align <= k * stride, so the last core keeps its margin.
+        t0 = -(-(n - tile) // align) * align if last else k * stride
+        out.append((t0, min(t0 + tile, n), 0 if k == 0 else k * stride + margin, n if last else k * stride + tile - margin))
     return out
 
 
 def _tile_batches(rows: list, cols: list, batch_size: int) -> Iterator[list]:
-    """Batches of same-shaped tiles, made lazily (a slide has many tiles).
+    """Batches of tiles in row-major order, made lazily (a slide has many tiles)."""
+    tiles = itertools.product(rows, cols)
+    while batch := list(itertools.islice(tiles, batch_size)):
+        yield batch
 
-    All rows but the last have the same height, all columns but the last the same width, so
-    there are at most four shapes: inner tiles, the last column, the last row, the corner.
+
+def _pad_to(tile: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Edge-pad an ``(h, w, C)`` tile at the bottom/right to ``height`` x ``width``.
+
+    The models pad their input to a multiple of 16 the same way, so the map over the tile is
+    unchanged; the tile only takes the shape all the others have.
     """
-    for rset in (rows[:-1], rows[-1:]):
-        for cset in (cols[:-1], cols[-1:]):
-            tiles = itertools.product(rset, cset)
-            while batch := list(itertools.islice(tiles, batch_size)):
-                yield batch
+    h, w = tile.shape[:2]
+    if (h, w) == (height, width):
+        return tile
+    return np.pad(tile, ((0, height - h), (0, width - w), (0, 0)), mode="edge")
 
 
 def _pool_into(out: np.ndarray, piece: np.ndarray, y0: int, x0: int, k: int) -> None:
@@ -956,8 +961,10 @@ class Localizer:
         if self.scale != 1.0:
             read, h, w = self._rescaled(read, h, w, name)
 
-        rows, cols = (_axis_tiles(n, self.tile_size, self.overlap) for n in (h, w))
+        rows, cols = (_axis_tiles(n, self.tile_size, self.overlap, self.size_divisor) for n in (h, w))
         n_tiles = len(rows) * len(cols)
+        # Every tile is fed at the first one's shape (the last row/column are padded to it).
+        tile_h, tile_w = rows[0][1] - rows[0][0], cols[0][1] - cols[0][0]
         num_classes = self.num_classes
         md = self.min_distance
         ctx = 2 * md + 1  # halo (md) + NMS window (md) + 1 pixel for the sub-pixel fit
@@ -979,7 +986,7 @@ class Localizer:
             disable=not self.progress or n_tiles < 8,
         )
         for batch in _tile_batches(rows, cols, self.batch_size):
-            x = np.stack([read(r[0], r[1], c[0], c[1]).transpose(2, 0, 1) for r, c in batch])
+            x = np.stack([_pad_to(read(r[0], r[1], c[0], c[1]), tile_h, tile_w).transpose(2, 0, 1) for r, c in batch])
             maps = self._forward(torch.from_numpy(np.ascontiguousarray(x)), name)
             if num_classes is None:
                 num_classes = maps.shape[1]

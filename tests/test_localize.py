@@ -186,6 +186,23 @@ def test_axis_tiles_partition_and_align():
         for t0, t1, c0, c1 in tiles:
             assert t0 % 16 == 0 and t1 - t0 <= 64 and t0 <= c0 < c1 <= t1
             assert (c0 == 0 or c0 - t0 >= 16) and (c1 == n or t1 - c1 >= 16)
+        # One shape per image: the last tile is moved back, short of a full tile by < 16 px.
+        assert all(64 - 16 < t1 - t0 <= 64 for t0, t1, _, _ in tiles) or n <= 64
+
+
+def test_every_tile_reaches_the_model_in_one_shape():
+    # torch.compile compiles once per input shape; edge tiles used to make up to four.
+    shapes = set()
+
+    class Recording(Blur):
+        def forward(self, x):
+            shapes.add(tuple(x.shape))
+            return super().forward(x)
+
+    rng = np.random.default_rng(0)
+    img = (rng.random((1000, 1100)) * 255).astype(np.uint8)
+    res = localize(img, Recording(), tile_size=512, overlap=128, threshold=0.5, progress=False)[0]
+    assert shapes == {(1, 1, 512, 512)} and res.image_size == (1000, 1100)
 
 
 # --- inputs ---------------------------------------------------------------------------------------
