@@ -387,7 +387,8 @@ def run_benchmark(
                 row.note = f"failed: {type(err).__name__}: {str(err)[:200]}"
                 continue
             runners[form] = run
-            precision = _PRECISION.get(form)
+            # The compiled form's own record where the weights have one, else its precision's.
+            precision = form if form in guard else _PRECISION.get(form)
             if precision and precision in guard:
                 row.f1_max_diff_points = guard[precision].get("max_abs_diff")
         for r in range(repeats):

@@ -107,7 +107,8 @@ def check_precisions(
 ) -> dict[str, dict[str, Any]]:
     """Measure reduced precision against float32 on ``split`` and record it with the weights.
 
-    bf16 runs the fused model in PyTorch; int8 exports to ONNX and quantizes with ONNX Runtime,
+    bf16 runs the fused model in PyTorch, ``bf16_compiled`` the same through ``torch.compile``
+    (its frozen, fused kernels round differently); int8 exports to ONNX and quantizes with ONNX Runtime,
     calibrated on crops of the ``train`` split (skipped, with a message, without onnxruntime).
     Writes ``config.json`` ``inference.precision_guard`` and regenerates the model card.
     """
@@ -126,6 +127,8 @@ def check_precisions(
                 fp32_file = export_onnx(model, Path(tmp) / "model.onnx")
                 int8_file = quantize_onnx(fp32_file, Path(tmp) / "model.int8.onnx", calibration_images(datasets))
                 forms["int8"] = OnnxModel(int8_file)
+            elif precision == "bf16_compiled":
+                forms[precision] = prepare_model(model, "bf16", device=device, compile=True)
             else:
                 forms[precision] = prepare_model(model, precision, device=device)
         samples = {split_label(name): load_split(name, split) for name in datasets}
@@ -143,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("out_folder", help="the weights folder to write, e.g. weights/lite_unet.multi")
     parser.add_argument(
         "--check-precision", nargs="*", metavar="PRECISION", default=None,
-        help="after writing, measure these reduced precisions against fp32 (default bf16 int8) and record them",
+        help="after writing, measure these reduced precisions against fp32 (default bf16 int8; also bf16_compiled) and record them",
     )
     parser.add_argument(
         "--check-precision-only", action="store_true",

@@ -141,9 +141,20 @@ def test_release_writes_a_card_from_measured_numbers(tmp_path, capsys):
     # the precision check records bf16 against fp32 and the card shows it; the rest is kept
     from liteunet.release import check_precisions
 
-    guard = check_precisions(out, "lite_unet.test", [str(data)], ("bf16",))
+    import liteunet.release
+
+    prepared, prepare_model = [], liteunet.release.prepare_model
+
+    def prepare_uncompiled(model, precision, **kwargs):  # compiling here would take most of a minute
+        prepared.append((precision, kwargs.pop("compile", False)))
+        return prepare_model(model, precision, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(liteunet.release, "prepare_model", prepare_uncompiled)
+        guard = check_precisions(out, "lite_unet.test", [str(data)], ("bf16", "bf16_compiled"))
+    assert prepared == [("bf16", False), ("bf16", True)]
     stored = json.loads((out / "config.json").read_text())["inference"]["precision_guard"]
-    assert stored == json.loads(json.dumps(guard)) and set(guard) == {"bf16"}
+    assert stored == json.loads(json.dumps(guard)) and set(guard) == {"bf16", "bf16_compiled"}
     assert set(guard["bf16"]["per_dataset"]["data"]) == {"f1@5", "f1@10", "fp32_f1@5", "fp32_f1@10"}
     card = (out / "README.md").read_text()
     assert "## Inference precision" in card and "| bf16 | data |" in card
