@@ -479,7 +479,9 @@ class OnnxModel(nn.Module):
         self.input_name = self.session.get_inputs()[0].name
         self.in_chans = int(meta.get("in_chans", self.session.get_inputs()[0].shape[1]))
         self.num_classes = int(meta.get("num_classes", 1))
-        self.size_divisor = 1  # the graph pads to its pooling grid itself
+        # The graph pads any size to its pooling grid itself, as the PyTorch model does; the grid
+        # still tells localize() where tiles must start to see the pooling windows of one pass.
+        self.size_divisor = int(meta.get("size_divisor", 1))
         self.precision = meta.get("precision", "fp32")
         self.pretrained_cfg = {
             "architecture": meta.get("architecture", "onnx"),

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from scipy.spatial.distance import cdist
 
 import liteunet
 from liteunet.data.io import match_channels, normalize_image, read_image
@@ -329,6 +330,7 @@ def test_onnx_carries_the_localization_settings(onnx_files, trained):
     runner = OnnxModel(fp32)
     stored = liteunet.hub.load_localization_settings(trained)
     assert liteunet.hub.load_localization_settings(runner) == stored
+    assert runner.size_divisor == trained.size_divisor == 16  # localize() aligns tiles to it
 
 
 @pytest.mark.slow
@@ -339,7 +341,9 @@ def test_localize_with_onnx_fp32_and_int8(onnx_files):
     (onnx_res,) = liteunet.localize(image, str(fp32), progress=False)
     assert onnx_res.settings["precision"] == "fp32"
     assert len(onnx_res) == len(torch_res)
-    np.testing.assert_allclose(onnx_res.xy, torch_res.xy, atol=0.01)
+    # Points come sorted by score; near-equal scores may swap order, so match them by position.
+    distances = cdist(onnx_res.xy, torch_res.xy)
+    assert distances.min(axis=0).max() < 0.01 and distances.min(axis=1).max() < 0.01
     (int8_res,) = liteunet.localize(image, str(int8), progress=False)
     assert int8_res.settings["precision"] == "int8"
     assert abs(len(int8_res) - len(torch_res)) <= 0.1 * len(torch_res)
