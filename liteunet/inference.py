@@ -250,6 +250,11 @@ class _FrozenCompiled(nn.Module):
         self.compiled = compiled
         self._inductor_config = inductor_config
 
+    @property
+    def _orig_mod(self) -> nn.Module:
+        """The module before compiling, as ``torch.compile``'s own wrapper names it."""
+        return self.compiled._orig_mod
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         with self._inductor_config.patch(freezing=True):
             return self.compiled(*args, **kwargs)
