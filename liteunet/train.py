@@ -79,7 +79,9 @@ class TrainConfig:
         out_dir: where checkpoints, weights and logs go.
         preset: ``paper`` or ``cpu``; explicit fields below override it.
         pretrained: fine-tune from a pretrained tag (``lite_unet.multi``) or a weights folder.
-        samples_per_epoch: random crops per data set per epoch (default: its number of images).
+        samples_per_epoch: random crops per data set per epoch (default: its number of images);
+            a dict maps data set names to their own counts, with key ``"*"`` for the rest, to
+            weight a hard set more in one model.
         max_steps: stop after this many optimizer steps (for tests and smoke runs).
         time_limit_min: stop at the first epoch end after this many minutes of training
             (counted over resumes).
@@ -104,7 +106,7 @@ class TrainConfig:
     in_chans: int = 3
     model_args: dict[str, Any] = field(default_factory=dict)
     pretrained: str | None = None
-    samples_per_epoch: int | None = None
+    samples_per_epoch: int | dict[str, int] | None = None
     val_max_images: int | None = None
     max_steps: int | None = None
     time_limit_min: float | None = None
@@ -136,6 +138,16 @@ def _augment_config(kind: str) -> AugmentConfig | bool:
     if kind == "none":
         return False
     raise ValueError(f"unknown augment {kind!r}; use paper, full or none")
+
+
+def _crops_per_set(samples: int | dict[str, int] | None, names: list[str], sizes: list[int]) -> list[int]:
+    """Crops drawn from each training set per epoch: one count for all, or per name with ``*`` as default."""
+    if not isinstance(samples, dict):
+        return [samples or size for size in sizes]
+    unknown = set(samples) - set(names) - {"*"}
+    if unknown:
+        raise ValueError(f"samples_per_epoch names {sorted(unknown)}, which are not among the training sets {names}")
+    return [samples.get(name, samples.get("*")) or size for name, size in zip(names, sizes)]
 
 
 def _epoch_indices(sizes: Sequence[int], per_set: Sequence[int], seed: int, epoch: int) -> list[int]:
@@ -305,7 +317,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     val_sets = {split_label(n): load_split(n, "validation")[: cfg.val_max_images] for n in val_names}
     concat = ConcatDataset(train_sets)
     sizes = [len(s) for s in train_sets]
-    per_set = [cfg.samples_per_epoch or n for n in sizes]
+    per_set = _crops_per_set(cfg.samples_per_epoch, list(cfg.datasets), sizes)
     steps_per_epoch = sum(per_set) // (cfg.batch_size * world)
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {cfg.batch_size} x {world} processes exceeds the {sum(per_set)} crops per epoch")
@@ -500,7 +512,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-args", type=json.loads, default={}, help="extra model arguments as JSON, e.g. '{\"theta\": 0.4}'")
     parser.add_argument("--num-classes", type=int, default=1)
     parser.add_argument("--in-chans", type=int, default=3)
-    parser.add_argument("--samples-per-epoch", type=int, help="random crops per data set per epoch")
+    parser.add_argument(
+        "--samples-per-epoch", nargs="+", type=_samples_argument, metavar="N|SET=N",
+        help="random crops per data set per epoch; SET=N sets one data set's count (e.g. 128 crc=384)",
+    )
     parser.add_argument("--val-max-images", type=int, help="validate on at most this many images per set")
     parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     parser.add_argument("--time-limit", type=float, dest="time_limit_min", help="stop at the first epoch end after this many minutes (counted over resumes)")
@@ -511,8 +526,19 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_false")
 
 
+def _samples_argument(text: str) -> tuple[str, int]:
+    name, _, count = text.rpartition("=")
+    try:
+        return name or "*", int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or SET=N, got {text!r}") from None
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     names = {f.name for f in fields(TrainConfig)}
+    if args.samples_per_epoch:
+        counts = dict(args.samples_per_epoch)
+        args.samples_per_epoch = counts["*"] if list(counts) == ["*"] else counts
     return TrainConfig(**{k: v for k, v in vars(args).items() if k in names and (v is not None or k == "pretrained")})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -16,7 +17,7 @@ from PIL import Image
 import liteunet
 from liteunet.data import gaussian_target, load_folder
 from liteunet.evaluate import LocalizationSettings, evaluate_maps, select_settings
-from liteunet.train import TrainConfig, _epoch_indices, train
+from liteunet.train import TrainConfig, _crops_per_set, _epoch_indices, add_train_arguments, config_from_args, train
 
 TINY = {"widths": [8, 8, 16, 16, 16]}
 
@@ -41,6 +42,26 @@ def test_epoch_indices_balance_sets_and_are_seeded():
     assert a != _epoch_indices([3, 100], [10, 10], seed=0, epoch=2)
     assert sum(i < 3 for i in a) == 10 and sum(i >= 3 for i in a) == 10
     assert set(i for i in a if i < 3) == {0, 1, 2}  # a small set is cycled through, not skipped
+
+
+def test_crops_per_set_weights_one_set_and_defaults_the_rest():
+    names, sizes = ["crc", "mbm", "adi"], [70, 30, 10]
+    assert _crops_per_set(None, names, sizes) == sizes
+    assert _crops_per_set(128, names, sizes) == [128, 128, 128]
+    assert _crops_per_set({"crc": 384, "*": 128}, names, sizes) == [384, 128, 128]
+    assert _crops_per_set({"crc": 384}, names, sizes) == [384, 30, 10]
+    with pytest.raises(ValueError, match="'vgg'"):
+        _crops_per_set({"vgg": 5}, names, sizes)
+
+
+def test_samples_per_epoch_option_takes_a_count_and_per_set_counts():
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    assert config_from_args(parser.parse_args(["crc", "--samples-per-epoch", "64"])).samples_per_epoch == 64
+    cfg = config_from_args(parser.parse_args(["crc", "mbm", "--samples-per-epoch", "128", "crc=384"]))
+    assert cfg.samples_per_epoch == {"*": 128, "crc": 384}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["crc", "--samples-per-epoch", "crc=many"])
 
 
 def test_select_settings_on_perfect_maps_gives_f1_one(tmp_path):
