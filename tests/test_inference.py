@@ -16,6 +16,7 @@ from liteunet.evaluate import LocalizationSettings, precision_guard
 from liteunet.inference import FloatInputConv, InferenceModel, OnnxModel, export_onnx, prepare_model, quantize_onnx
 from liteunet.localization import _resolve_precision
 from liteunet.models._fuse import (
+    ConcatFreeGhostCBAM,
     StackedGradientAggregation,
     reparameterize_model,
     stack_gradient_aggregation,
@@ -91,6 +92,57 @@ def test_fuse_turns_every_lite_unet_upsampling_step_into_a_transposed_conv(train
     assert not any(isinstance(m, torch.nn.Upsample) for m in fused.modules())
     bilinear = torch.nn.Sequential(torch.nn.Upsample(scale_factor=2, mode="bilinear"), torch.nn.Conv2d(2, 2, 3, padding=1))
     assert isinstance(reparameterize_model(bilinear)[0], torch.nn.Upsample)  # only nearest is exact
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_concat_free_block_matches_the_block_on_the_concatenation(fold):
+    torch.manual_seed(0)
+    block = liteunet.layers.GhostCBAM(12, 7)  # odd width: the ghost output is trimmed
+    for module in block.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    block = reparameterize_model(block.eval()) if fold else block.eval()
+    split = ConcatFreeGhostCBAM(block, skip_chans=5)
+    skip, x = torch.rand(2, 5, 17, 20, dtype=torch.float64), torch.rand(2, 7, 17, 20, dtype=torch.float64)
+    inputs = [skip, x]
+    with torch.no_grad():
+        out = split.double()(inputs)
+        torch.testing.assert_close(out, block.double()(torch.cat([skip, x], 1)), rtol=1e-10, atol=1e-10)
+    assert inputs == []  # emptied, so the inputs can be freed inside the block
+
+
+def test_concat_free_block_refuses_a_non_1x1_first_conv():
+    with pytest.raises(ValueError, match="1x1"):
+        ConcatFreeGhostCBAM(liteunet.layers.GhostCBAM(8, 8), skip_chans=8)  # no input channels left
+    block = liteunet.layers.GhostCBAM(8, 8)
+    block.ghost[0].primary.conv = torch.nn.Conv2d(8, 4, 3, padding=1, bias=False)
+    with pytest.raises(ValueError, match="1x1"):
+        ConcatFreeGhostCBAM(block, skip_chans=4)
+
+
+def test_fused_lite_unet_never_concatenates_skip_and_up_sampled_maps(trained):
+    """The decoders' concatenations (2C channels at each scale) are gone from the fused model."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class CatWidths(TorchDispatchMode):
+        widths: list[tuple[int, int]] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func is torch.ops.aten.cat.default:
+                self.widths.append(tuple(out.shape[1:3]))
+            return out
+
+    fused = liteunet.fuse(trained)
+    assert [type(block).__name__ for block in fused.decoder] == ["ConcatFreeGhostCBAM"] * 4
+    decoder_cats = {(2 * w, 64 >> k) for k, w in enumerate(trained.widths[:4])}  # (channels, height)
+    for model, expected in [(trained, decoder_cats), (fused, set())]:
+        mode = CatWidths()
+        mode.widths = []
+        with torch.no_grad(), mode:
+            model(torch.rand(1, 3, 64, 64))
+        assert decoder_cats & set(mode.widths) == expected
 
 
 @pytest.mark.parametrize("depths", [(1, 2, 3, 4), (2, 1), (3,)])

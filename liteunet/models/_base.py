@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._fuse import reparameterize_model
+from ._fuse import ConcatFreeGhostCBAM, reparameterize_model, split_decoder_inputs
 
 __all__ = ["LocalizationModel"]
 
@@ -95,9 +95,12 @@ class LocalizationModel(nn.Module):
         skips.pop()  # the deepest stage feeds only the bottleneck
         x = self.bottleneck(x)
         for up, block in zip(self.up, self.decoder):
-            # Popping frees each skip once it is concatenated: the full-resolution one is gone
-            # before the last (largest) decoder block runs.
-            x = block(torch.cat([skips.pop(), up(x)], dim=1))
+            if isinstance(block, ConcatFreeGhostCBAM):  # inference form: no concatenated tensor
+                x = block([skips.pop(), up(x)])
+            else:
+                # Popping frees each skip once it is concatenated: the full-resolution one is
+                # gone before the last (largest) decoder block runs.
+                x = block(torch.cat([skips.pop(), up(x)], dim=1))
         return x
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
@@ -130,9 +133,10 @@ class LocalizationModel(nn.Module):
         return self(x)
 
     def reparameterize(self) -> LocalizationModel:
-        """An inference copy: difference convs folded into plain convs, BatchNorm folded into convs.
+        """An inference copy: difference convs folded into plain convs, BatchNorm folded into convs,
+        and decoder blocks fed skip and up-sampled input apart (:func:`split_decoder_inputs`).
 
         The original model is left untouched. Outputs match the eval-mode original up to float
         rounding.
         """
-        return reparameterize_model(copy.deepcopy(self).eval())
+        return split_decoder_inputs(reparameterize_model(copy.deepcopy(self).eval()))

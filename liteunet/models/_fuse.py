@@ -1,5 +1,6 @@
 """Inference-time rewrites: fold difference convolutions and BatchNorm into plain convolutions,
-and turn "2x nearest upsample, then 3x3 conv" into one stride-2 transposed convolution."""
+turn "2x nearest upsample, then 3x3 conv" into one stride-2 transposed convolution, and feed
+decoder blocks their skip and up-sampled inputs apart instead of concatenated."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import torch.nn as nn
 from timm.layers import BatchNormAct2d
 
 from ..layers.cdconv import CDConv2d
+from ..layers.ghost_cbam import GhostCBAM
 from ..layers.gradient_aggregation import GradientAggregation
 
 __all__ = [
     "reparameterize_model", "fold_batchnorm", "upsample_conv_to_transposed", "stack_gradient_aggregation",
-    "stack_branches",
+    "stack_branches", "ConcatFreeGhostCBAM", "split_decoder_inputs",
 ]
 
 
@@ -210,4 +212,69 @@ def stack_branches(model: nn.Module) -> nn.Module:
             setattr(model, name, stack_gradient_aggregation(child))
         else:
             stack_branches(child)
+    return model
+
+
+class ConcatFreeGhostCBAM(nn.Module):
+    """A :class:`~liteunet.layers.GhostCBAM` decoder block that computes
+    ``block(torch.cat([skip, x], 1))`` as ``ConcatFreeGhostCBAM(block, C_skip)([skip, x])``,
+    without building the concatenation.
+
+    The block's first layer is a 1x1 conv, which is linear in its input channels: it splits into
+    one conv over ``skip`` and one over ``x`` whose outputs add. The concatenation is the largest
+    tensor of a U-Net forward pass (two full-resolution maps), so leaving it out lowers the peak
+    memory of a forward pass. Exact up to float rounding.
+
+    The forward takes ``[skip, x]`` as a list and empties it, so that each input is freed as
+    soon as its conv has read it (the caller keeps no reference).
+
+    Shape:
+        - inputs[0], skip: :math:`(B, C_{skip}, H, W)`
+        - inputs[1], x: :math:`(B, C_{in} - C_{skip}, H, W)`
+        - output: :math:`(B, C_{out}, H, W)`
+    """
+
+    def __init__(self, block: GhostCBAM, skip_chans: int) -> None:
+        super().__init__()
+        first = block.ghost[0]
+        conv = first.primary.conv
+        if conv.kernel_size != (1, 1) or conv.groups != 1 or not 0 < skip_chans < conv.in_channels:
+            raise ValueError(
+                f"ConcatFreeGhostCBAM needs a 1x1 primary conv over more than {skip_chans} channels, got {conv}"
+            )
+        with torch.no_grad():
+            self.skip_conv = nn.Conv2d(skip_chans, conv.out_channels, 1, bias=conv.bias is not None,
+                                       device=conv.weight.device, dtype=conv.weight.dtype)
+            self.skip_conv.weight.copy_(conv.weight[:, :skip_chans])
+            if conv.bias is not None:
+                self.skip_conv.bias.copy_(conv.bias)
+            self.up_conv = nn.Conv2d(conv.in_channels - skip_chans, conv.out_channels, 1, bias=False,
+                                     device=conv.weight.device, dtype=conv.weight.dtype)
+            self.up_conv.weight.copy_(conv.weight[:, skip_chans:])
+        self.primary_tail = first.primary.bn  # norm (or its folded remains) and activation
+        self.cheap = first.cheap
+        self.first_out_chans = first.out_chans
+        self.rest = block.ghost[1:]
+        self.cbam = block.cbam
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        skip, x = inputs
+        inputs.clear()
+        summed = self.skip_conv(skip)
+        del skip
+        summed = summed + self.up_conv(x)
+        del x
+        intrinsic = self.primary_tail(summed)
+        out = torch.cat([intrinsic, self.cheap(intrinsic)], dim=1)[:, : self.first_out_chans]
+        return self.cbam(self.rest(out))
+
+
+def split_decoder_inputs(model: nn.Module) -> nn.Module:
+    """Replace, in place, each :class:`~liteunet.layers.GhostCBAM` decoder block of a U-shaped
+    ``model`` (``up``, ``decoder`` and ``widths`` attributes, as :class:`LocalizationModel`) by a
+    :class:`ConcatFreeGhostCBAM`; the model's forward passes such blocks skip and input apart."""
+    depth = len(model.decoder)
+    for i, block in enumerate(model.decoder):
+        if isinstance(block, GhostCBAM) and block.ghost[0].primary.conv.kernel_size == (1, 1):
+            model.decoder[i] = ConcatFreeGhostCBAM(block, skip_chans=model.widths[depth - 1 - i])
     return model
