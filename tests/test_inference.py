@@ -145,6 +145,14 @@ def test_fused_lite_unet_never_concatenates_skip_and_up_sampled_maps(trained):
         assert decoder_cats & set(mode.widths) == expected
 
 
+def test_reparameterize_can_keep_the_concatenation_for_export(trained):
+    kept = trained.reparameterize(split_decoder=False)
+    assert all(isinstance(block, liteunet.layers.GhostCBAM) for block in kept.decoder)
+    x = torch.rand(1, 3, 48, 64)
+    with torch.no_grad():
+        assert _rel_err(kept(x), trained(x)) < 1e-4
+
+
 @pytest.mark.parametrize("depths", [(1, 2, 3, 4), (2, 1), (3,)])
 def test_stacked_gradient_aggregation_matches_the_branches(depths):
     torch.manual_seed(0)

@@ -132,11 +132,13 @@ class LocalizationModel(nn.Module):
         self.eval()
         return self(x)
 
-    def reparameterize(self) -> LocalizationModel:
+    def reparameterize(self, split_decoder: bool = True) -> LocalizationModel:
         """An inference copy: difference convs folded into plain convs, BatchNorm folded into convs,
-        and decoder blocks fed skip and up-sampled input apart (:func:`split_decoder_inputs`).
+        and (``split_decoder``) decoder blocks fed skip and up-sampled input apart
+        (:func:`split_decoder_inputs`).
 
         The original model is left untouched. Outputs match the eval-mode original up to float
         rounding.
         """
-        return split_decoder_inputs(reparameterize_model(copy.deepcopy(self).eval()))
+        fused = reparameterize_model(copy.deepcopy(self).eval())
+        return split_decoder_inputs(fused) if split_decoder else fused
