@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .models._base import LocalizationModel
 from .models._fuse import stack_branches
 
 __all__ = [
@@ -65,11 +66,12 @@ def _onnx_extra_hint() -> str:
     return "pip install 'liteunet[onnx]' (onnx, onnxscript, onnxruntime)"
 
 
-def fuse(model: nn.Module) -> nn.Module:
+def fuse(model: nn.Module, split_decoder: bool = True) -> nn.Module:
     """An inference copy of ``model`` with difference convs and BatchNorm folded into convs.
 
     Models without a ``reparameterize`` method are returned as an eval-mode deep copy. The
-    original is left untouched.
+    original is left untouched. ``split_decoder`` (Lite-UNet models) feeds decoder blocks their
+    two inputs apart instead of concatenated (see ``LocalizationModel.reparameterize``).
 
     Example:
         >>> import liteunet, torch
@@ -79,7 +81,9 @@ def fuse(model: nn.Module) -> nn.Module:
         >>> bool(torch.allclose(model(x), fused(x), atol=1e-4))
         True
     """
-    if hasattr(model, "reparameterize"):
+    if isinstance(model, LocalizationModel):
+        return model.reparameterize(split_decoder=split_decoder)
+    if hasattr(model, "reparameterize"):  # e.g. a single CDConv2d
         return model.reparameterize()
     return copy.deepcopy(model).eval()
 
@@ -314,8 +318,7 @@ def export_onnx(
     # ONNX keeps the decoders' concatenations: int8 quantizers scale each tensor on its own, and
     # the two partial sums of a split decoder conv quantized far worse than one conv over the
     # concatenation (lite_unet.multi's int8 guard went from 16 to 56 points).
-    fused = (model.reparameterize(split_decoder=False) if hasattr(model, "reparameterize") else fuse(model))
-    fused = fused.float().cpu()
+    fused = fuse(model, split_decoder=False).float().cpu()
     # Batch 2: with a batch-1 example, export specializes transposed convs to batch 1.
     x = torch.rand(2, meta["in_chans"], example_size, example_size)
     side = torch.export.Dim

@@ -126,7 +126,9 @@ def test_fused_lite_unet_never_concatenates_skip_and_up_sampled_maps(trained):
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class CatWidths(TorchDispatchMode):
-        widths: list[tuple[int, int]] = []
+        def __init__(self):
+            super().__init__()
+            self.widths: list[tuple[int, int]] = []
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
@@ -139,7 +141,6 @@ def test_fused_lite_unet_never_concatenates_skip_and_up_sampled_maps(trained):
     decoder_cats = {(2 * w, 64 >> k) for k, w in enumerate(trained.widths[:4])}  # (channels, height)
     for model, expected in [(trained, decoder_cats), (fused, set())]:
         mode = CatWidths()
-        mode.widths = []
         with torch.no_grad(), mode:
             model(torch.rand(1, 3, 64, 64))
         assert decoder_cats & set(mode.widths) == expected

@@ -72,10 +72,14 @@ class GhostModule(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input("GhostModule", x, self.in_chans)
-        intrinsic = self.primary(x)
-        out = torch.cat([intrinsic, self.cheap(intrinsic)], dim=1)
-        # ceil() above can make one channel too many for odd out_chans.
-        return out if out.shape[1] == self.out_chans else out[:, : self.out_chans]
+        return with_ghost_features(self.primary(x), self.cheap, self.out_chans)
+
+
+def with_ghost_features(intrinsic: torch.Tensor, cheap: nn.Module, out_chans: int) -> torch.Tensor:
+    """Eq. (5)'s output from the primary conv's maps: those maps and their cheap ghosts."""
+    out = torch.cat([intrinsic, cheap(intrinsic)], dim=1)
+    # ceil(out_chans / ratio) primary maps can make one channel too many for odd out_chans.
+    return out if out.shape[1] == out_chans else out[:, :out_chans]
 
 
 def _spatial_mean(x: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch.nn as nn
 from timm.layers import BatchNormAct2d
 
 from ..layers.cdconv import CDConv2d
-from ..layers.ghost_cbam import GhostCBAM
+from ..layers.ghost_cbam import GhostCBAM, with_ghost_features
 from ..layers.gradient_aggregation import GradientAggregation
 
 __all__ = [
@@ -264,8 +264,7 @@ class ConcatFreeGhostCBAM(nn.Module):
         del skip
         summed = summed + self.up_conv(x)
         del x
-        intrinsic = self.primary_tail(summed)
-        out = torch.cat([intrinsic, self.cheap(intrinsic)], dim=1)[:, : self.first_out_chans]
+        out = with_ghost_features(self.primary_tail(summed), self.cheap, self.first_out_chans)
         return self.cbam(self.rest(out))
 
 
