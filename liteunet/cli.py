@@ -71,9 +71,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .data import load_split, split_label
     from .evaluate import LocalizationSettings, evaluate, write_report
     from .hub import load_localization_settings
+    from .tta import settings_for_mode
 
     model = _load_for_eval(args.model, **({} if args.min_input_size is None else {"min_input_size": args.min_input_size}))
     stored = load_localization_settings(model)
+    stored = settings_for_mode(stored, args.tta)
     settings = LocalizationSettings(
         threshold=args.threshold if args.threshold is not None else stored["threshold"],
         min_distance=args.min_distance if args.min_distance is not None else stored["min_distance"],
@@ -82,11 +84,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     device = "cuda" if args.device == "auto" and __import__("torch").cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     model.to(device)
     for name in args.datasets:
-        report = evaluate(model, load_split(name, args.split), settings, dataset=split_label(name), device=device)
+        report = evaluate(
+            model, load_split(name, args.split), settings, dataset=split_label(name), device=device, tta=args.tta
+        )
         csv_path, json_path = write_report(report, args.out_dir)
         s = report.summary
         print(
-            f"{split_label(name)}/{args.split}: F1@5 {s['f1@5']:.3f}  F1@10 {s['f1@10']:.3f}  "
+            f"{split_label(name)}/{args.split}{' (tta ' + args.tta + ')' if args.tta else ''}: F1@5 {s['f1@5']:.3f}  F1@10 {s['f1@10']:.3f}  "
             f"P@10 {s['precision@10']:.3f}  R@10 {s['recall@10']:.3f}  MAE {s['mae']:.2f}  RMSE {s['rmse']:.2f}"
             + (f"  Ki-67 index error {s['positive_index_error']:.2f} pts" if "positive_index_error" in s else "")
         )
@@ -179,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out-dir", default="eval", help="folder for the CSV and JSON reports")
     p.add_argument("--threshold", type=float, help="peak threshold (default: stored with the weights)")
     p.add_argument("--min-distance", type=int, help="peak minimum distance (default: stored with the weights)")
+    p.add_argument(
+        "--tta", choices=["flips", "d4"],
+        help="test-time augmentation: average each map over 4 flips or 8 flips and rotations (uses the "
+        "settings stored for that mode, when the weights have them)",
+    )
     p.add_argument(
         "--min-input-size", type=int,
         help="zero-pad images smaller than this before the model (default: stored with the weights)",

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from .data import Sample, match_channels, normalize_image, read_image
 from .metrics import PointMetrics
 from .points import PeakResult, find_peaks
+from .tta import TestTimeAugmentation
 
 __all__ = [
     "PRECISION_TOLERANCE",
@@ -190,15 +191,23 @@ def evaluate(
     dataset: str = "",
     device: str | torch.device = "cpu",
     progress: bool = True,
+    tta: str | None = None,
 ) -> EvaluationReport:
     """Evaluate ``model`` on ``samples`` with the paper's protocol (F1 at 5 and 10 px, MAE, RMSE).
 
     Scores are pooled over the data set: TP/FP/FN are summed over images, then P/R/F1 are
-    computed once (as the paper and BCData do); MAE/RMSE are over per-image counts.
+    computed once (as the paper and BCData do); MAE/RMSE are over per-image counts. With
+    ``tta`` (``"flips"`` or ``"d4"``, see :mod:`liteunet.tta`) each map is averaged over those
+    views, and the summary records the mode.
     """
+    if tta:
+        model = TestTimeAugmentation(model, tta)
     maps = predict_maps(model, samples, device=device, progress=progress)
     metrics = evaluate_maps(maps, samples, settings, num_classes=getattr(model, "num_classes", 1))
-    return EvaluationReport(dataset, settings, metrics.compute(), metrics.per_image())
+    summary = metrics.compute()
+    if tta:
+        summary["tta"] = tta
+    return EvaluationReport(dataset, settings, summary, metrics.per_image())
 
 
 def write_report(report: EvaluationReport, out_dir: str | Path) -> tuple[Path, Path]:

@@ -794,6 +794,16 @@ def _config_beside(weights_file: str | Path) -> Path | None:
     return config if config.is_file() else None
 
 
+def _peak_setting_problems(settings: dict[str, Any]) -> list[str]:
+    problems = []
+    threshold, min_distance = settings["threshold"], settings["min_distance"]
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        problems.append(f"threshold must be a number, got {threshold!r}")
+    if isinstance(min_distance, bool) or not isinstance(min_distance, int) or min_distance < 1:
+        problems.append(f"min_distance must be an integer >= 1 (pixels), got {min_distance!r}")
+    return problems
+
+
 def _localization(config: dict[str, Any], where: Path | str | None) -> dict[str, Any]:
     stored = config.get("localization") or {}
     if not isinstance(stored, dict):
@@ -801,12 +811,15 @@ def _localization(config: dict[str, Any], where: Path | str | None) -> dict[str,
             f"{where}: 'localization' must be a JSON object, got {stored!r}"
         )
     settings = {**DEFAULT_LOCALIZATION, **stored}
-    problems = []
-    threshold, min_distance = settings["threshold"], settings["min_distance"]
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-        problems.append(f"threshold must be a number, got {threshold!r}")
-    if isinstance(min_distance, bool) or not isinstance(min_distance, int) or min_distance < 1:
-        problems.append(f"min_distance must be an integer >= 1 (pixels), got {min_distance!r}")
+    problems = _peak_setting_problems(settings)
+    tta = settings.get("tta")
+    if tta is not None:
+        # Settings chosen with test-time augmentation, one entry per mode (liteunet.tta).
+        if not isinstance(tta, dict) or not all(isinstance(v, dict) for v in tta.values()):
+            problems.append(f"tta must map modes to {{threshold, min_distance}} objects, got {tta!r}")
+        else:
+            for mode, entry in tta.items():
+                problems += [f"tta {mode}: {p}" for p in _peak_setting_problems({**settings, **entry})]
     sigma = settings.get("sigma")
     if sigma is not None and (
         isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or sigma <= 0

@@ -146,6 +146,7 @@ def render_model_card(
     lines += [
         "Reproduce: `liteunet eval " + tag + " " + " ".join(names or datasets) + "`.",
         "",
+        *_tta_section(config, tag),
         *_precision_section(config),
         "## Intended use and limitations",
         "- Research on cell/nucleus localization and counting in microscopy and pathology images "
@@ -155,6 +156,35 @@ def render_model_card(
         "",
     ]
     return "\n".join(lines)
+
+
+def _tta_section(config: dict[str, Any], tag: str) -> list[str]:
+    chosen = (config.get("localization") or {}).get("tta") or {}
+    results = (config.get("evaluation") or {}).get("tta") or {}
+    plain = (config.get("evaluation") or {}).get("metrics") or {}
+    if not chosen or not results:
+        return []
+    lines = [
+        "## Test-time augmentation",
+        "`localize(..., tta=\"flips\")` averages each map over 4 flips, `tta=\"d4\"` over 8 flips and "
+        "90-degree rotations (4x / 8x the compute). Each mode has its own threshold and minimum distance, "
+        "chosen on the validation split like the plain ones and stored in `config.json`; the same "
+        "optimism applies.",
+        "",
+        "| mode | threshold | min distance | set | F1@5 | F1@10 | MAE | without TTA F1@5 | without TTA F1@10 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for mode, per_set in results.items():
+        settings = chosen.get(mode, {})
+        for name, row in per_set.items():
+            base = plain.get(name, {})
+            lines.append(
+                f"| {mode} | {settings.get('threshold')} | {settings.get('min_distance')} | {name} | "
+                f"{row['f1@5']:.3f} | {row['f1@10']:.3f} | {_fmt(row['mae'])} | "
+                f"{_fmt(base.get('f1@5', ''))} | {_fmt(base.get('f1@10', ''))} |"
+            )
+    lines += ["", f"Reproduce: `liteunet eval {tag} {' '.join(next(iter(results.values())))} --tta d4`.", ""]
+    return lines
 
 
 def _precision_section(config: dict[str, Any]) -> list[str]:

@@ -36,8 +36,9 @@ from .evaluate import (
 from .hub import load_localization_settings
 from .inference import OnnxModel, calibration_images, export_onnx, prepare_model, quantize_onnx
 from .model_card import write_model_card
+from .tta import TestTimeAugmentation
 
-__all__ = ["finalize_weights", "check_precisions", "main"]
+__all__ = ["finalize_weights", "tune_tta", "check_precisions", "main"]
 
 
 def finalize_weights(
@@ -70,11 +71,7 @@ def finalize_weights(
     datasets = list(samples)
     maps = {name: predict_maps(model, s, device=device) for name, s in samples.items()}
     sigma = config.get("localization", {}).get("sigma", 2.0)
-    if len(datasets) == 1:
-        name = datasets[0]
-        settings, _ = select_settings(maps[name], samples[name], DEFAULT_THRESHOLDS, DEFAULT_MIN_DISTANCES, sigma, num_classes)
-    else:
-        settings, _ = select_settings_across(maps, samples, DEFAULT_THRESHOLDS, DEFAULT_MIN_DISTANCES, sigma, num_classes)
+    settings = _select(maps, samples, sigma, num_classes)
     evaluation = {
         name: evaluate_maps(maps[name], samples[name], settings, num_classes=num_classes).compute() for name in datasets
     }
@@ -95,6 +92,57 @@ def finalize_weights(
     (out_folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     write_model_card(out_folder, tag)
     return evaluation
+
+
+def tune_tta(
+    folder: str | Path,
+    tag: str,
+    datasets: Sequence[str],
+    modes: Sequence[str] = ("flips", "d4"),
+    split: str = "validation",
+    device: str = "cpu",
+) -> dict[str, dict[str, Any]]:
+    """Choose localization settings for each test-time augmentation mode and record them.
+
+    Averaged maps (:mod:`liteunet.tta`) have lower peaks than single passes, so each mode gets
+    its own threshold and minimum distance, chosen on ``split`` as :func:`finalize_weights`
+    chooses the plain ones. Writes ``config.json`` ``localization.tta`` and
+    ``evaluation.tta`` and regenerates the model card.
+
+    Returns:
+        ``{mode: {data set: metrics}}`` with the chosen settings.
+    """
+    folder = Path(folder)
+    model = create_model(f"local-dir:{folder}", pretrained=True).to(device).eval()
+    config = json.loads((folder / "config.json").read_text())
+    sigma = config.get("localization", {}).get("sigma", 2.0)
+    samples = {split_label(name): load_split(name, split) for name in datasets}
+    chosen: dict[str, dict[str, Any]] = {}
+    results: dict[str, dict[str, Any]] = {}
+    for mode in modes:
+        augmented = TestTimeAugmentation(model, mode)
+        maps = {name: predict_maps(augmented, s, device=device) for name, s in samples.items()}
+        settings = _select(maps, samples, sigma, model.num_classes)
+        chosen[mode] = {"threshold": settings.threshold, "min_distance": settings.min_distance}
+        results[mode] = {
+            name: evaluate_maps(maps[name], samples[name], settings, num_classes=model.num_classes).compute()
+            for name in samples
+        }
+    config.setdefault("localization", {})["tta"] = chosen
+    config.setdefault("evaluation", {})["tta"] = results
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    write_model_card(folder, tag)
+    return results
+
+
+def _select(
+    maps: dict[str, list], samples: dict[str, Sequence], sigma: float, num_classes: int
+) -> LocalizationSettings:
+    # One set: its best settings; several: one setting that is best on average over the sets.
+    if len(maps) == 1:
+        name = next(iter(maps))
+        return select_settings(maps[name], samples[name], DEFAULT_THRESHOLDS, DEFAULT_MIN_DISTANCES, sigma, num_classes)[0]
+    return select_settings_across(maps, samples, DEFAULT_THRESHOLDS, DEFAULT_MIN_DISTANCES, sigma, num_classes)[0]
 
 
 def check_precisions(
@@ -152,6 +200,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--check-precision-only", action="store_true",
         help="only measure and record reduced precision for an existing weights folder",
     )
+    parser.add_argument(
+        "--tta", nargs="+", choices=["flips", "d4"], metavar="MODE",
+        help="after writing, choose and record localization settings for these test-time augmentation modes (flips, d4)",
+    )
+    parser.add_argument(
+        "--tta-only", action="store_true", help="only tune and record --tta settings for an existing weights folder",
+    )
     parser.add_argument("--tag", required=True, help="pretrained tag, e.g. lite_unet.multi")
     parser.add_argument("--datasets", nargs="+", required=True, help="data sets to tune and report on")
     parser.add_argument("--split", default="validation")
@@ -160,15 +215,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--min-input-size", type=int, help="store this min_input_size with the weights")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
-    if not args.check_precision_only:
+    if args.tta_only and not args.tta:
+        parser.error("--tta-only needs --tta MODE...")
+    if not (args.check_precision_only or args.tta_only):
         if not args.run_folder:
-            parser.error("run_folder is needed unless --check-precision-only")
+            parser.error("run_folder is needed unless --check-precision-only or --tta-only")
         evaluation = finalize_weights(
             args.run_folder, args.out_folder, args.tag, args.datasets, args.split, args.summary, device=args.device,
             notes=args.notes, min_input_size=args.min_input_size,
         )
         for name, metrics in evaluation.items():
             print(f"{name}: F1@5 {metrics['f1@5']:.3f}  F1@10 {metrics['f1@10']:.3f}  MAE {metrics['mae']:.2f}")
+    if args.tta:
+        for mode, per_set in tune_tta(args.out_folder, args.tag, args.datasets, args.tta, args.split, args.device).items():
+            for name, metrics in per_set.items():
+                print(f"tta {mode} {name}: F1@5 {metrics['f1@5']:.3f}  F1@10 {metrics['f1@10']:.3f}  MAE {metrics['mae']:.2f}")
     if args.check_precision_only or args.check_precision is not None:
         precisions = args.check_precision or ["bf16", "int8"]
         guard = check_precisions(args.out_folder, args.tag, args.datasets, precisions, args.split, args.device)

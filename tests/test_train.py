@@ -153,6 +153,7 @@ def test_release_writes_a_card_from_measured_numbers(tmp_path, capsys):
     evaluation = finalize_weights(run / "best", out, "lite_unet.test", [str(data)])
     config = json.loads((out / "config.json").read_text())
     assert config["evaluation"]["metrics"]["data"]["f1@10"] == evaluation["data"]["f1@10"]
+    settings_before = config["localization"]["threshold"]
     card = (out / "README.md").read_text()
     assert f"| data | {evaluation['data']['f1@5']:.3f} | {evaluation['data']['f1@10']:.3f} |" in card
     assert "## Training data and its terms" in card and "Intended use" in card
@@ -180,6 +181,22 @@ def test_release_writes_a_card_from_measured_numbers(tmp_path, capsys):
     card = (out / "README.md").read_text()
     assert "## Inference precision" in card and "| bf16 | data |" in card
     assert f"| data | {evaluation['data']['f1@5']:.3f} | {evaluation['data']['f1@10']:.3f} |" in card
+    # test-time augmentation gets its own settings, recorded beside the plain ones
+    from liteunet.release import tune_tta
+
+    tta = tune_tta(out, "lite_unet.test", [str(data)], ("d4",))
+    config = json.loads((out / "config.json").read_text())
+    chosen = config["localization"]["tta"]["d4"]
+    assert set(chosen) == {"threshold", "min_distance"} and config["localization"]["threshold"] == settings_before
+    assert config["evaluation"]["tta"]["d4"]["data"]["f1@10"] == tta["d4"]["data"]["f1@10"]
+    assert "precision_guard" in config["inference"]  # kept
+    card = (out / "README.md").read_text()
+    assert "## Test-time augmentation" in card
+    assert f"| d4 | {chosen['threshold']} | {chosen['min_distance']} | data | {tta['d4']['data']['f1@5']:.3f} |" in card
+    capsys.readouterr()
+    assert main(["eval", str(out), str(data), "--tta", "d4", "-o", str(tmp_path / "eval_tta")]) == 0
+    assert f"(tta d4): F1@5 {tta['d4']['data']['f1@5']:.3f}  F1@10 {tta['d4']['data']['f1@10']:.3f}" in capsys.readouterr().out
+    assert json.loads((tmp_path / "eval_tta" / "data_summary.json").read_text())["tta"] == "d4"
 
 
 @pytest.mark.slow
