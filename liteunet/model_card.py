@@ -171,8 +171,12 @@ def _tta_section(config: dict[str, Any], tag: str) -> list[str]:
         "chosen on the validation split like the plain ones and stored in `config.json`; the same "
         "optimism applies.",
         "",
-        "| mode | threshold | min distance | set | F1@5 | F1@10 | MAE | without TTA F1@5 | without TTA F1@10 |",
-        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    ki67 = any("positive_index_error" in row for per_set in results.values() for row in per_set.values())
+    extra = " Ki-67 index error (points) |" if ki67 else ""
+    lines += [
+        "| mode | threshold | min distance | set | F1@5 | F1@10 | MAE |" + extra + " without TTA F1@5 | without TTA F1@10 |",
+        "|---|---|---|---|---|---|---|" + ("---|" if ki67 else "") + "---|---|",
     ]
     for mode, per_set in results.items():
         settings = chosen.get(mode, {})
@@ -180,8 +184,9 @@ def _tta_section(config: dict[str, Any], tag: str) -> list[str]:
             base = plain.get(name, {})
             lines.append(
                 f"| {mode} | {settings.get('threshold')} | {settings.get('min_distance')} | {name} | "
-                f"{row['f1@5']:.3f} | {row['f1@10']:.3f} | {_fmt(row['mae'])} | "
-                f"{_fmt(base.get('f1@5', ''))} | {_fmt(base.get('f1@10', ''))} |"
+                f"{row['f1@5']:.3f} | {row['f1@10']:.3f} | {_fmt(row['mae'])} |"
+                + (f" {_fmt(row.get('positive_index_error', ''))} |" if ki67 else "")
+                + f" {_fmt(base.get('f1@5', ''))} | {_fmt(base.get('f1@10', ''))} |"
             )
     lines += ["", f"Reproduce: `liteunet eval {tag} {' '.join(next(iter(results.values())))} --tta d4`.", ""]
     return lines
