@@ -157,3 +157,18 @@ def test_a_malformed_tta_entry_is_refused(weights_with_tta, tmp_path):
     bad.write_text(json.dumps(config))
     with pytest.raises(PretrainedWeightsError, match="tta must map modes"):
         load_localization_settings(bad)
+
+
+def test_command_line_localize_with_tta(weights_with_tta, tmp_path):
+    from PIL import Image
+
+    from liteunet.cli import main
+
+    _, folder = weights_with_tta
+    image = tmp_path / "cells.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(image)
+    out = tmp_path / "out"
+    assert main(["localize", str(image), "-o", str(out), "--model", str(folder), "--format", "json",
+                 "--tta", "d4", "--device", "cpu"]) == 0
+    settings = json.loads((out / "cells.json").read_text())["settings"]
+    assert (settings["tta"], settings["threshold"], settings["min_distance"]) == ("d4", 0.05, 2)
