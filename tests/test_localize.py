@@ -97,13 +97,7 @@ def local_lite_unet() -> nn.Module:
 KW = {"progress": False, "tile_size": 64, "overlap": 32}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: one thread is as fast, and far faster when other jobs hold the cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

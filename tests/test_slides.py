@@ -33,12 +33,7 @@ class Blur(nn.Module):
         return F.conv2d(x, self.kernel, padding=6)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors; other jobs may hold the cores
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def cells(h: int, w: int, step: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -11,17 +11,17 @@ import torch
 import torch.nn as nn
 
 import liteunet
-from liteunet.tta import TTA_MODES, TestTimeAugmentation, dihedral_transform, settings_for_mode, tta_average
+from liteunet.tta import (
+    TTA_MODES,
+    TestTimeAugmentation,
+    dihedral_transform,
+    settings_for_mode,
+    tta_average,
+)
 
 TINY = (8, 8, 16, 16, 16)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _explicit_views(x: torch.Tensor) -> list[torch.Tensor]:
@@ -33,7 +33,10 @@ def _explicit_views(x: torch.Tensor) -> list[torch.Tensor]:
 def test_the_eight_views_are_the_dihedral_group_and_invert():
     x = torch.arange(2 * 3 * 5.0).reshape(2, 3, 5)  # no symmetry: all 8 views differ
     views = [dihedral_transform(x, k) for k in range(8)]
-    key = lambda t: (tuple(t.shape), tuple(t.flatten().tolist()))  # noqa: E731
+
+    def key(t: torch.Tensor) -> tuple:
+        return tuple(t.shape), tuple(t.flatten().tolist())
+
     assert len({key(v) for v in views}) == 8
     assert {key(v) for v in views} == {key(v) for v in _explicit_views(x)}
     assert torch.equal(views[0], x)
