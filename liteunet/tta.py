@@ -3,8 +3,9 @@
 Cells have no preferred orientation, so a flipped image should give the flipped map. A trained
 network is only roughly equivariant; averaging its maps over the symmetries of the square (the
 dihedral group D4: 4 flips, each with and without a transpose) removes part of its
-orientation-dependent error. On ``lite_unet.crc`` it raised F1 at 5 px on crc/validation from
-0.728 to 0.745, at 4 or 8 times the compute (numbers and commands in ``docs/localize.md``).
+orientation-dependent error. On ``lite_unet.crc`` the ``d4`` mode raised F1 at 5 px on
+crc/validation from 0.755 to 0.763, at 8 times the compute (numbers and commands in
+``docs/localize.md``).
 
 The localization settings change with it: averaged maps have lower, smoother peaks, so the
 weights may store a threshold and minimum distance chosen for each mode (``config.json``
