@@ -183,8 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out-dir", default="eval", help="folder for the CSV and JSON reports")
     p.add_argument("--threshold", type=float, help="peak threshold (default: stored with the weights)")
     p.add_argument("--min-distance", type=int, help="peak minimum distance (default: stored with the weights)")
+    from .tta import TTA_MODES
+
     p.add_argument(
-        "--tta", choices=["flips", "d4"],
+        "--tta", choices=sorted(TTA_MODES),
         help="test-time augmentation: average each map over 4 flips or 8 flips and rotations (uses the "
         "settings stored for that mode, when the weights have them)",
     )

@@ -36,7 +36,7 @@ from .evaluate import (
 from .hub import load_localization_settings
 from .inference import OnnxModel, calibration_images, export_onnx, prepare_model, quantize_onnx
 from .model_card import write_model_card
-from .tta import TestTimeAugmentation
+from .tta import TTA_MODES, TestTimeAugmentation
 
 __all__ = ["finalize_weights", "tune_tta", "check_precisions", "main"]
 
@@ -98,7 +98,7 @@ def tune_tta(
     folder: str | Path,
     tag: str,
     datasets: Sequence[str],
-    modes: Sequence[str] = ("flips", "d4"),
+    modes: Sequence[str] = tuple(TTA_MODES),
     split: str = "validation",
     device: str = "cpu",
 ) -> dict[str, dict[str, Any]]:
@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="only measure and record reduced precision for an existing weights folder",
     )
     parser.add_argument(
-        "--tta", nargs="+", choices=["flips", "d4"], metavar="MODE",
+        "--tta", nargs="+", choices=sorted(TTA_MODES), metavar="MODE",
         help="after writing, choose and record localization settings for these test-time augmentation modes (flips, d4)",
     )
     parser.add_argument(
