@@ -188,7 +188,9 @@ def _tta_section(config: dict[str, Any], tag: str) -> list[str]:
                 + (f" {_fmt(row.get('positive_index_error', ''))} |" if ki67 else "")
                 + f" {_fmt(base.get('f1@5', ''))} | {_fmt(base.get('f1@10', ''))} |"
             )
-    lines += ["", f"Reproduce: `liteunet eval {tag} {' '.join(next(iter(results.values())))} --tta d4`.", ""]
+    names = " ".join(next(iter(results.values())))
+    commands = ", ".join(f"`liteunet eval {tag} {names} --tta {mode}`" for mode in results)
+    lines += ["", f"Reproduce: {commands}.", ""]
     return lines
 
 

@@ -175,3 +175,16 @@ def test_command_line_localize_with_tta(weights_with_tta, tmp_path):
                  "--tta", "d4", "--device", "cpu"]) == 0
     settings = json.loads((out / "cells.json").read_text())["settings"]
     assert (settings["tta"], settings["threshold"], settings["min_distance"]) == ("d4", 0.05, 2)
+
+
+def test_model_card_names_each_tuned_mode():
+    from liteunet.model_card import _tta_section
+
+    row = {"f1@5": 0.5, "f1@10": 0.6, "mae": 1.0}
+    config = {
+        "localization": {"tta": {"flips": {"threshold": 0.3, "min_distance": 2}}},
+        "evaluation": {"metrics": {"crc": row}, "tta": {"flips": {"crc": row}}},
+    }
+    section = "\n".join(_tta_section(config, "lite_unet.crc"))
+    assert "| flips | 0.3 | 2 | crc | 0.500 | 0.600 |" in section
+    assert "`liteunet eval lite_unet.crc crc --tta flips`" in section and "--tta d4" not in section
