@@ -106,8 +106,9 @@ def tune_tta(
 
     Averaged maps (:mod:`liteunet.tta`) have lower peaks than single passes, so each mode gets
     its own threshold and minimum distance, chosen on ``split`` as :func:`finalize_weights`
-    chooses the plain ones. Writes ``config.json`` ``localization.tta`` and
-    ``evaluation.tta`` and regenerates the model card.
+    chooses the plain ones. Adds them to ``config.json`` ``localization.tta`` and
+    ``evaluation.tta`` (modes tuned before and not named here are kept) and regenerates the
+    model card.
 
     Returns:
         ``{mode: {data set: metrics}}`` with the chosen settings.
@@ -128,8 +129,9 @@ def tune_tta(
             name: evaluate_maps(maps[name], samples[name], settings, num_classes=model.num_classes).compute()
             for name in samples
         }
-    config.setdefault("localization", {})["tta"] = chosen
-    config.setdefault("evaluation", {})["tta"] = results
+    # Merge, so tuning one mode keeps the others (finalize_weights starts a fresh record).
+    config.setdefault("localization", {}).setdefault("tta", {}).update(chosen)
+    config.setdefault("evaluation", {}).setdefault("tta", {}).update(results)
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     write_model_card(folder, tag)
     return results

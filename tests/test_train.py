@@ -197,6 +197,11 @@ def test_release_writes_a_card_from_measured_numbers(tmp_path, capsys):
     assert main(["eval", str(out), str(data), "--tta", "d4", "-o", str(tmp_path / "eval_tta")]) == 0
     assert f"(tta d4): F1@5 {tta['d4']['data']['f1@5']:.3f}  F1@10 {tta['d4']['data']['f1@10']:.3f}" in capsys.readouterr().out
     assert json.loads((tmp_path / "eval_tta" / "data_summary.json").read_text())["tta"] == "d4"
+    # tuning another mode later keeps the first
+    tune_tta(out, "lite_unet.test", [str(data)], ("flips",))
+    config = json.loads((out / "config.json").read_text())
+    assert set(config["localization"]["tta"]) == set(config["evaluation"]["tta"]) == {"d4", "flips"}
+    assert config["localization"]["tta"]["d4"] == chosen
 
 
 @pytest.mark.slow
