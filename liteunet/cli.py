@@ -70,27 +70,37 @@ def _load_for_eval(name: str, **model_args):
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .data import load_split, split_label
     from .evaluate import LocalizationSettings, evaluate, write_report
-    from .hub import load_localization_settings
+    from .hub import load_localization_settings, settings_tuned_for
     from .tta import settings_for_mode
 
     model = _load_for_eval(args.model, **({} if args.min_input_size is None else {"min_input_size": args.min_input_size}))
     stored = load_localization_settings(model)
-    stored = settings_for_mode(stored, args.tta)
-    settings = LocalizationSettings(
-        threshold=args.threshold if args.threshold is not None else stored["threshold"],
-        min_distance=args.min_distance if args.min_distance is not None else stored["min_distance"],
-        sigma=stored.get("sigma", 2.0),
-    )
+
+    def settings_for(name: str) -> LocalizationSettings:
+        tuned_for = split_label(name) if args.tuned_for == "each" else args.tuned_for
+        chosen = settings_for_mode(settings_tuned_for(stored, tuned_for), args.tta)
+        return LocalizationSettings(
+            threshold=args.threshold if args.threshold is not None else chosen["threshold"],
+            min_distance=args.min_distance if args.min_distance is not None else chosen["min_distance"],
+            sigma=chosen.get("sigma", 2.0),
+        )
+
+    settings = {name: settings_for(name) for name in args.datasets}  # fail on a bad name before any work
     device = "cuda" if args.device == "auto" and __import__("torch").cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     model.to(device)
     for name in args.datasets:
         report = evaluate(
-            model, load_split(name, args.split), settings, dataset=split_label(name), device=device, tta=args.tta
+            model, load_split(name, args.split), settings[name], dataset=split_label(name), device=device, tta=args.tta
         )
+        if args.tuned_for:
+            report.summary["tuned_for"] = split_label(name) if args.tuned_for == "each" else args.tuned_for
         csv_path, json_path = write_report(report, args.out_dir)
         s = report.summary
+        how = ([f"tta {args.tta}"] if args.tta else []) + (
+            [f"settings tuned for {s['tuned_for']}"] if "tuned_for" in s else []
+        )
         print(
-            f"{split_label(name)}/{args.split}{' (tta ' + args.tta + ')' if args.tta else ''}: F1@5 {s['f1@5']:.3f}  F1@10 {s['f1@10']:.3f}  "
+            f"{split_label(name)}/{args.split}{' (' + ', '.join(how) + ')' if how else ''}: F1@5 {s['f1@5']:.3f}  F1@10 {s['f1@10']:.3f}  "
             f"P@10 {s['precision@10']:.3f}  R@10 {s['recall@10']:.3f}  MAE {s['mae']:.2f}  RMSE {s['rmse']:.2f}"
             + (f"  Ki-67 index error {s['positive_index_error']:.2f} pts" if "positive_index_error" in s else "")
         )
@@ -189,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--tta", choices=sorted(TTA_MODES),
         help="test-time augmentation: average each map over 4 flips or 8 flips and rotations (uses the "
         "settings stored for that mode, when the weights have them)",
+    )
+    p.add_argument(
+        "--tuned-for", metavar="DATASET",
+        help="use the settings the weights store for this validation set instead of the shared ones; "
+        "'each': every set with its own (as the model card's per-set table)",
     )
     p.add_argument(
         "--min-input-size", type=int,

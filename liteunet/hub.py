@@ -83,6 +83,7 @@ __all__ = [
     "push_weights_folder",
     "read_state_dict",
     "resolve_weights",
+    "settings_tuned_for",
     "validate_weights_folder",
 ]
 
@@ -804,6 +805,46 @@ def _peak_setting_problems(settings: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _tta_problems(settings: dict[str, Any]) -> list[str]:
+    tta = settings.get("tta")
+    if tta is None:
+        return []
+    # Settings chosen with test-time augmentation, one entry per mode (liteunet.tta).
+    if not isinstance(tta, dict) or not all(isinstance(v, dict) for v in tta.values()):
+        return [f"tta must map modes to {{threshold, min_distance}} objects, got {tta!r}"]
+    return [f"tta {mode}: {p}" for mode, entry in tta.items() for p in _peak_setting_problems({**settings, **entry})]
+
+
+def settings_tuned_for(stored: dict[str, Any], name: str | None) -> dict[str, Any]:
+    """The stored settings chosen on data set ``name`` alone, in place of the shared ones.
+
+    Generalist weights (``lite_unet.multi``) store one threshold and minimum distance chosen
+    over all their validation sets, and under ``tuned_for`` the pair that is best on each set
+    alone, with its own ``tta`` entries. Images like one of those sets localize better with
+    that set's pair (the model card lists them with their F1).
+
+    Args:
+        stored: what :func:`load_localization_settings` returns.
+        name: a data set named under ``tuned_for``, or ``None`` for the shared settings.
+
+    Raises:
+        ValueError: the weights store no settings for ``name``; the message lists those they do.
+
+    Example:
+        >>> stored = {"threshold": 0.2, "min_distance": 2, "tuned_for": {"mbm": {"threshold": 0.3, "min_distance": 8}}}
+        >>> settings_tuned_for(stored, "mbm")["min_distance"], settings_tuned_for(stored, None)["min_distance"]
+        (8, 2)
+    """
+    if name is None:
+        return stored
+    tuned = stored.get("tuned_for") or {}
+    if name not in tuned:
+        have = f"they have settings for {', '.join(sorted(tuned))}" if tuned else "they store none per data set"
+        raise ValueError(f"tuned_for={name!r}: these weights have no settings tuned for {name!r}; {have}")
+    # The set's own TTA entries replace the shared ones: shared TTA settings were chosen over all sets.
+    return {**{k: v for k, v in stored.items() if k not in ("tuned_for", "tta")}, **tuned[name]}
+
+
 def _localization(config: dict[str, Any], where: Path | str | None) -> dict[str, Any]:
     stored = config.get("localization") or {}
     if not isinstance(stored, dict):
@@ -812,14 +853,16 @@ def _localization(config: dict[str, Any], where: Path | str | None) -> dict[str,
         )
     settings = {**DEFAULT_LOCALIZATION, **stored}
     problems = _peak_setting_problems(settings)
-    tta = settings.get("tta")
-    if tta is not None:
-        # Settings chosen with test-time augmentation, one entry per mode (liteunet.tta).
-        if not isinstance(tta, dict) or not all(isinstance(v, dict) for v in tta.values()):
-            problems.append(f"tta must map modes to {{threshold, min_distance}} objects, got {tta!r}")
+    problems += _tta_problems(settings)
+    tuned_for = settings.get("tuned_for")
+    if tuned_for is not None:
+        # Settings chosen on one data set each, for users whose images resemble it.
+        if not isinstance(tuned_for, dict) or not all(isinstance(v, dict) for v in tuned_for.values()):
+            problems.append(f"tuned_for must map data set names to {{threshold, min_distance}} objects, got {tuned_for!r}")
         else:
-            for mode, entry in tta.items():
-                problems += [f"tta {mode}: {p}" for p in _peak_setting_problems({**settings, **entry})]
+            for name, entry in tuned_for.items():
+                own = {**settings, "tta": None, **entry}
+                problems += [f"tuned_for {name}: {p}" for p in _peak_setting_problems(own) + _tta_problems(own)]
     sigma = settings.get("sigma")
     if sigma is not None and (
         isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or sigma <= 0
@@ -854,14 +897,18 @@ def load_weights_config(model: nn.Module) -> dict[str, Any]:
     return _module_config(model)[0]
 
 
-def load_inference_checks(model: nn.Module) -> dict[str, Any]:
+def load_inference_checks(model: nn.Module, tta: str | None = None) -> dict[str, Any]:
     """What the weights record about reduced precision: ``{"bf16": {"passed": bool, ...}, ...}``.
 
     Written by ``liteunet.release`` from :func:`liteunet.evaluate.precision_guard` (F1 at 5 and
     10 px of each precision against float32 on the validation sets); ``{}`` when never measured.
+    With ``tta`` (``"flips"``, ``"d4"``): the guard measured with that test-time augmentation
+    and its settings (``inference.precision_guard_tta``), when recorded, else the plain one.
     """
     config, _ = _module_config(model)
-    return dict((config.get("inference") or {}).get("precision_guard") or {})
+    inference = config.get("inference") or {}
+    with_tta = (inference.get("precision_guard_tta") or {}).get(tta) if tta else None
+    return dict(with_tta or inference.get("precision_guard") or {})
 
 
 def load_localization_settings(

@@ -66,7 +66,7 @@ from scipy.spatial import cKDTree
 from tqdm.auto import tqdm
 
 from .data.io import _pil_to_array, match_channels, read_image
-from .hub import load_inference_checks
+from .hub import load_inference_checks, settings_tuned_for
 from .inference import OnnxModel, cpu_has_native_bf16, prepare_model
 from .points import find_peaks
 from .slides import TiffImage, is_tiff
@@ -680,12 +680,16 @@ def _resolve_device(device: str | torch.device) -> torch.device:
     return device
 
 
-def _resolve_precision(precision: str | None, device: torch.device, model: nn.Module) -> str:
+def _resolve_precision(
+    precision: str | None, device: torch.device, model: nn.Module, tta: str | None = None, compiled: bool = False
+) -> str:
     """The precision to run in: ``"auto"`` is the fastest one kept within the F1 guard.
 
     ``"auto"``: an ONNX file runs in its own precision; on CUDA bf16 (fp16 without bf16
     support); on CPU bf16 when the CPU computes bf16 natively and the weights record that bf16
-    keeps F1 within the guard of float32 (``liteunet.release`` measures it), else float32.
+    keeps F1 within the guard of float32 (``liteunet.release`` measures it; with ``tta``, the
+    guard measured with that augmentation when there is one; ``compiled``, the one measured
+    compiled, whose fused kernels round differently, when there is one), else float32.
     """
     if precision is None:
         return "fp32"
@@ -694,7 +698,8 @@ def _resolve_precision(precision: str | None, device: torch.device, model: nn.Mo
             return model.precision
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        guard = load_inference_checks(model).get("bf16") or {}
+        checks = load_inference_checks(model, tta)
+        guard = (checks.get("bf16_compiled") if compiled else None) or checks.get("bf16") or {}
         return "bf16" if cpu_has_native_bf16() and guard.get("passed") else "fp32"
     if precision not in _PRECISION_ALIASES:
         raise ValueError(f"precision must be 'auto', 'fp32', 'bf16', 'fp16' or 'int8', got {precision!r}")
@@ -769,14 +774,16 @@ class Localizer:
         subpixel: bool = True,
         fuse: bool = True,
         tta: bool | str = False,
+        tuned_for: str | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         progress: bool = True,
     ) -> None:
         self.device = _resolve_device(device)
         module, self.model_name = _load_model(model)
-        self.precision = _resolve_precision(precision, self.device, module)
         self.tta = _resolve_tta(tta)
-        stored = _stored_settings(module)
+        self.precision = _resolve_precision(precision, self.device, module, self.tta, compile)
+        self.tuned_for = tuned_for
+        stored = settings_tuned_for(_stored_settings(module), tuned_for)
         # Averaged maps have lower peaks: prefer settings tuned with the mode, if stored.
         stored = settings_for_mode(stored, self.tta)
         self.threshold = float(stored["threshold"] if threshold is None else threshold)
@@ -854,7 +861,7 @@ class Localizer:
             )
         else:
             if precision not in ("auto", None, "fp32", "float32"):
-                guard = load_inference_checks(module).get(self.precision)
+                guard = load_inference_checks(module, self.tta).get(self.precision)
                 if not guard:
                     warnings.warn(
                         f"{self.precision} has not been checked against float32 for {self.model_name} "
@@ -889,6 +896,7 @@ class Localizer:
             "device": str(self.device),
             "precision": self.precision,
             "tta": self.tta,
+            "tuned_for": self.tuned_for,
         }
 
     # --- public -----------------------------------------------------------------------------------
@@ -1133,6 +1141,7 @@ def localize(
     map_max_side: int | None = None,
     subpixel: bool = True,
     tta: bool | str = False,
+    tuned_for: str | None = None,
     on_error: str = "raise",
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     progress: bool = True,
@@ -1163,8 +1172,9 @@ def localize(
         batch_size: tiles per forward pass (default 4 on CUDA, 1 on CPU).
         precision: ``"auto"`` (default): the fastest precision kept within the F1 guard: bf16
             on CUDA (fp16 without bf16 support); on CPU bf16 when the CPU has native bf16 and
-            the weights record that bf16 keeps F1 at 5 and 10 px within 0.5 points of float32,
-            else float32. ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA) force one; ``"int8"`` needs
+            the weights record that bf16 keeps F1 at 5 and 10 px within 0.5 points of float32
+            (measured with the same ``tta`` mode, and compiled with ``compile=True``, where the
+            weights record those), else float32. ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA) force one; ``"int8"`` needs
             an int8 ONNX file as ``model`` (``liteunet export onnx --int8``).
         channels_last: NHWC activations (default on: faster convolutions on CPU and GPU).
         compile: ``torch.compile`` the model (each new tile shape compiles once, slowly).
@@ -1186,6 +1196,10 @@ def localize(
             ``"flips"`` (4 views) or ``"d4"`` (8 views: flips and 90-degree rotations; also
             ``True``). 4 or 8 times the compute for a more accurate map; uses the threshold and
             minimum distance stored for that mode with the weights, when there are some.
+        tuned_for: use the threshold and minimum distance the weights store for one of their
+            validation sets (e.g. ``"mbm"`` with ``lite_unet.multi``), chosen on that set alone,
+            instead of the pair shared by all; for images like that set's. The model card lists
+            the names. ``threshold`` and ``min_distance`` still override.
         on_error: ``"raise"`` (default): the first bad input raises, its message naming the
             input; ``"skip"``: a bad input gives a result with ``error`` set and no points (so
             indices line up with the inputs) and a warning, and the others are localized.
@@ -1236,6 +1250,7 @@ def localize(
         map_max_side=map_max_side,
         subpixel=subpixel,
         tta=tta,
+        tuned_for=tuned_for,
         max_pixels=max_pixels,
         progress=progress,
     )
@@ -1301,6 +1316,12 @@ def add_localize_parser(subparsers: Any) -> argparse.ArgumentParser:
         choices=sorted(TTA_MODES),
         help="test-time augmentation: average the map over 4 flips or all 8 flips and rotations (d4); 4x / 8x slower",
     )
+    p.add_argument(
+        "--tuned-for",
+        metavar="DATASET",
+        help="use the threshold and minimum distance stored for images like this validation set "
+        "(e.g. mbm with lite_unet.multi; the model card lists them) instead of the shared ones",
+    )
     p.add_argument("--scale", type=float, help="resize factor before the model")
     p.add_argument("--mpp", type=float, help="microns per pixel of the inputs (instead of --scale)")
     p.add_argument("--level", type=int, default=0, help="pyramid level of TIFF slides (default 0)")
@@ -1357,6 +1378,7 @@ def _cmd_localize(args: argparse.Namespace) -> int:
         precision=args.precision,
         compile=args.compile,
         tta=args.tta,
+        tuned_for=args.tuned_for,
         normalize=args.normalize,
         percentiles=tuple(args.percentiles),
         scale=args.scale,

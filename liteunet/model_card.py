@@ -147,6 +147,7 @@ def render_model_card(
         "Reproduce: `liteunet eval " + tag + " " + " ".join(names or datasets) + "`.",
         "",
         *_tta_section(config, tag),
+        *_per_dataset_section(config, tag),
         *_precision_section(config),
         "## Intended use and limitations",
         "- Research on cell/nucleus localization and counting in microscopy and pathology images "
@@ -194,8 +195,46 @@ def _tta_section(config: dict[str, Any], tag: str) -> list[str]:
     return lines
 
 
+def _per_dataset_section(config: dict[str, Any], tag: str) -> list[str]:
+    chosen = (config.get("localization") or {}).get("tuned_for") or {}
+    results = (config.get("evaluation") or {}).get("tuned_for") or {}
+    shared = (config.get("evaluation") or {}).get("metrics") or {}
+    if not chosen or not results:
+        return []
+    lines = [
+        "## Settings for one kind of image",
+        "The threshold and minimum distance above are shared by all the validation sets. Each set's own "
+        "pair, chosen on that set alone, is stored too: `localize(images, \"" + tag + "\", tuned_for=NAME)` "
+        "or `liteunet localize ... --tuned-for NAME` uses it, for images like that set's (with `tta=`, the "
+        "set's pair for that mode). Chosen and measured on the same validation images, so optimistic too:",
+        "",
+        "| tuned for | TTA | threshold | min distance | F1@5 | F1@10 | MAE | F1@10 with the shared settings |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    shared_tta = (config.get("evaluation") or {}).get("tta") or {}
+    modes: list[str] = []
+    for name, row in results.items():
+        for mode, metrics in [(None, row), *(row.get("tta") or {}).items()]:
+            pair = chosen.get(name, {}) if mode is None else (chosen.get(name, {}).get("tta") or {}).get(mode, {})
+            before = shared.get(name, {}) if mode is None else shared_tta.get(mode, {}).get(name, {})
+            if mode and mode not in modes:
+                modes.append(mode)
+            lines.append(
+                f"| {name} | {mode or 'none'} | {pair.get('threshold')} | {pair.get('min_distance')} | "
+                f"{metrics['f1@5']:.3f} | {metrics['f1@10']:.3f} | {_fmt(metrics['mae'])} | {_fmt(before.get('f1@10', ''))} |"
+            )
+    names = " ".join(results)
+    commands = [f"`liteunet eval {tag} {names} --tuned-for each`"]
+    commands += [f"`liteunet eval {tag} {names} --tuned-for each --tta {mode}`" for mode in modes]
+    lines += ["", f"Reproduce: {', '.join(commands)}.", ""]
+    return lines
+
+
 def _precision_section(config: dict[str, Any]) -> list[str]:
-    guard = (config.get("inference") or {}).get("precision_guard") or {}
+    inference = config.get("inference") or {}
+    guard = dict(inference.get("precision_guard") or {})
+    for mode, per_form in (inference.get("precision_guard_tta") or {}).items():
+        guard.update({f"{form} with {mode} TTA": result for form, result in per_form.items()})
     if not guard:
         return []
     tolerance = next(iter(guard.values())).get("tolerance", 0.5)
@@ -204,7 +243,8 @@ def _precision_section(config: dict[str, Any]) -> list[str]:
         f"Reduced precision is used only where F1 at 5 and 10 px stays within {tolerance} points of "
         "float32 on every validation set (same settings; `liteunet.evaluate.precision_guard`, run by "
         "`python -m liteunet.release --check-precision`). `localize(precision=\"auto\")` picks bf16 on "
-        "CPUs with native bf16 only when it passed here.",
+        "CPUs with native bf16 only when it passed here (with `tta=`, when it passed with that mode, "
+        "where that was measured).",
         "",
         "| precision | set | F1@5 | F1@10 | fp32 F1@5 | fp32 F1@10 | largest difference (points) | within guard |",
         "|---|---|---|---|---|---|---|---|",

@@ -11,11 +11,12 @@ the measured numbers. Run::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,9 @@ from .evaluate import (
 from .hub import load_localization_settings
 from .inference import OnnxModel, calibration_images, export_onnx, prepare_model, quantize_onnx
 from .model_card import write_model_card
-from .tta import TTA_MODES, TestTimeAugmentation
+from .tta import TTA_MODES, TestTimeAugmentation, settings_for_mode
 
-__all__ = ["finalize_weights", "tune_tta", "check_precisions", "main"]
+__all__ = ["finalize_weights", "tune_tta", "tune_per_dataset", "check_precisions", "main"]
 
 
 def finalize_weights(
@@ -115,8 +116,7 @@ def tune_tta(
     """
     folder = Path(folder)
     model = create_model(f"local-dir:{folder}", pretrained=True).to(device).eval()
-    config = json.loads((folder / "config.json").read_text())
-    sigma = config.get("localization", {}).get("sigma", 2.0)
+    sigma = load_localization_settings(model).get("sigma", 2.0)
     samples = {split_label(name): load_split(name, split) for name in datasets}
     chosen: dict[str, dict[str, Any]] = {}
     results: dict[str, dict[str, Any]] = {}
@@ -130,11 +130,72 @@ def tune_tta(
             for name in samples
         }
     # Merge, so tuning one mode keeps the others (finalize_weights starts a fresh record).
-    config.setdefault("localization", {}).setdefault("tta", {}).update(chosen)
-    config.setdefault("evaluation", {}).setdefault("tta", {}).update(results)
+    with _updating_config(folder, tag) as config:
+        config.setdefault("localization", {}).setdefault("tta", {}).update(chosen)
+        config.setdefault("evaluation", {}).setdefault("tta", {}).update(results)
+    return results
+
+
+def tune_per_dataset(
+    folder: str | Path,
+    tag: str,
+    datasets: Sequence[str],
+    modes: Sequence[str] | None = None,
+    split: str = "validation",
+    device: str = "cpu",
+) -> dict[str, dict[str, Any]]:
+    """Choose each data set's own threshold and minimum distance and record them beside the shared ones.
+
+    Weights tuned on several sets store one pair that is best on average; images like one set
+    localize better with the pair chosen on that set alone (``localize(..., tuned_for=NAME)``).
+    Chooses it without augmentation and with each test-time augmentation mode in ``modes``
+    (default: the modes the folder already has settings for), writes ``config.json``
+    ``localization.tuned_for`` and ``evaluation.tuned_for`` (sets not named here are kept) and
+    regenerates the model card.
+
+    Returns:
+        ``{data set: metrics}`` with that set's own settings, and its TTA metrics under ``"tta"``.
+    """
+    folder = Path(folder)
+    model = create_model(f"local-dir:{folder}", pretrained=True).to(device).eval()
+    stored = load_localization_settings(model)
+    if modes is None:
+        modes = list(stored.get("tta") or {})
+    sigma = stored.get("sigma", 2.0)
+    samples = {split_label(name): load_split(name, split) for name in datasets}
+    chosen: dict[str, dict[str, Any]] = {name: {} for name in samples}
+    results: dict[str, dict[str, Any]] = {name: {} for name in samples}
+    for mode in (None, *modes):
+        predictor = TestTimeAugmentation(model, mode) if mode else model
+        for name, items in samples.items():
+            maps = predict_maps(predictor, items, device=device)
+            settings, metrics = select_settings(
+                maps, items, DEFAULT_THRESHOLDS, DEFAULT_MIN_DISTANCES, sigma, model.num_classes
+            )
+            pair = {"threshold": settings.threshold, "min_distance": settings.min_distance}
+            if mode:
+                chosen[name].setdefault("tta", {})[mode] = pair
+                results[name].setdefault("tta", {})[mode] = metrics
+            else:
+                chosen[name].update(pair)
+                results[name].update(metrics)
+    with _updating_config(folder, tag) as config:
+        config.setdefault("localization", {}).setdefault("tuned_for", {}).update(chosen)
+        config.setdefault("evaluation", {}).setdefault("tuned_for", {}).update(results)
+    return results
+
+
+@contextlib.contextmanager
+def _updating_config(folder: Path, tag: str) -> Iterator[dict[str, Any]]:
+    """Read ``config.json``, let the caller change it, write it back and regenerate the card.
+
+    Read at the end of a measurement rather than its start, so two release jobs measuring
+    different things on one folder (minutes each) do not overwrite each other's results.
+    """
+    config = json.loads((folder / "config.json").read_text())
+    yield config
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     write_model_card(folder, tag)
-    return results
 
 
 def _select(
@@ -154,17 +215,22 @@ def check_precisions(
     precisions: Sequence[str] = ("bf16", "int8"),
     split: str = "validation",
     device: str = "cpu",
+    tta: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Measure reduced precision against float32 on ``split`` and record it with the weights.
 
     bf16 runs the fused model in PyTorch, ``bf16_compiled`` the same through ``torch.compile``
     (its frozen, fused kernels round differently); int8 exports to ONNX and quantizes with ONNX Runtime,
     calibrated on crops of the ``train`` split (skipped, with a message, without onnxruntime).
-    Writes ``config.json`` ``inference.precision_guard`` and regenerates the model card.
+    Writes ``config.json`` ``inference.precision_guard`` and regenerates the model card. With
+    ``tta`` (``"flips"``, ``"d4"``), every form and float32 run with that augmentation and its
+    stored settings, and the result goes to ``inference.precision_guard_tta``: averaged maps have
+    lower peaks, so reduced precision can move F1 differently than without.
     """
     folder = Path(folder)
     model = create_model(f"local-dir:{folder}", pretrained=True).to(device).eval()
-    settings = LocalizationSettings(**{k: v for k, v in load_localization_settings(model).items() if k in ("threshold", "min_distance", "sigma")})
+    stored = settings_for_mode(load_localization_settings(model), tta)
+    settings = LocalizationSettings(**{k: v for k, v in stored.items() if k in ("threshold", "min_distance", "sigma")})
     forms: dict[str, torch.nn.Module] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for precision in precisions:
@@ -182,11 +248,16 @@ def check_precisions(
             else:
                 forms[precision] = prepare_model(model, precision, device=device)
         samples = {split_label(name): load_split(name, split) for name in datasets}
-        guard = precision_guard(model, forms, samples, settings, device=device)
-    config = json.loads((folder / "config.json").read_text())
-    config.setdefault("inference", {})["precision_guard"] = guard
-    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    write_model_card(folder, tag)
+        reference: torch.nn.Module = model
+        if tta:
+            reference = TestTimeAugmentation(model, tta)
+            forms = {name: TestTimeAugmentation(form, tta) for name, form in forms.items()}
+        guard = precision_guard(reference, forms, samples, settings, device=device)
+    with _updating_config(folder, tag) as config:
+        if tta:
+            config.setdefault("inference", {}).setdefault("precision_guard_tta", {})[tta] = guard
+        else:
+            config.setdefault("inference", {})["precision_guard"] = guard
     return guard
 
 
@@ -207,7 +278,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="after writing, choose and record localization settings for these test-time augmentation modes (flips, d4)",
     )
     parser.add_argument(
+        "--guard-tta", choices=sorted(TTA_MODES), metavar="MODE",
+        help="measure the precision guard with this test-time augmentation mode and its settings (recorded beside the plain guard)",
+    )
+    parser.add_argument(
         "--tta-only", action="store_true", help="only tune and record --tta settings for an existing weights folder",
+    )
+    parser.add_argument(
+        "--per-dataset", action="store_true",
+        help="after writing (and --tta), also choose and record each data set's own settings, plain and "
+        "for every tuned TTA mode (localize(..., tuned_for=NAME))",
+    )
+    parser.add_argument(
+        "--per-dataset-only", action="store_true",
+        help="only choose and record per-data-set settings for an existing weights folder",
     )
     parser.add_argument("--tag", required=True, help="pretrained tag, e.g. lite_unet.multi")
     parser.add_argument("--datasets", nargs="+", required=True, help="data sets to tune and report on")
@@ -219,9 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.tta_only and not args.tta:
         parser.error("--tta-only needs --tta MODE...")
-    if not (args.check_precision_only or args.tta_only):
+    if not (args.check_precision_only or args.tta_only or args.per_dataset_only):
         if not args.run_folder:
-            parser.error("run_folder is needed unless --check-precision-only or --tta-only")
+            parser.error("run_folder is needed unless --check-precision-only, --tta-only or --per-dataset-only")
         evaluation = finalize_weights(
             args.run_folder, args.out_folder, args.tag, args.datasets, args.split, args.summary, device=args.device,
             notes=args.notes, min_input_size=args.min_input_size,
@@ -232,11 +316,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for mode, per_set in tune_tta(args.out_folder, args.tag, args.datasets, args.tta, args.split, args.device).items():
             for name, metrics in per_set.items():
                 print(f"tta {mode} {name}: F1@5 {metrics['f1@5']:.3f}  F1@10 {metrics['f1@10']:.3f}  MAE {metrics['mae']:.2f}")
+    if args.per_dataset or args.per_dataset_only:
+        for name, metrics in tune_per_dataset(args.out_folder, args.tag, args.datasets, split=args.split, device=args.device).items():
+            for mode, row in [(None, metrics), *(metrics.get("tta") or {}).items()]:
+                print(f"tuned for {name}{' (tta ' + mode + ')' if mode else ''}: F1@5 {row['f1@5']:.3f}  F1@10 {row['f1@10']:.3f}  MAE {row['mae']:.2f}")
     if args.check_precision_only or args.check_precision is not None:
         precisions = args.check_precision or ["bf16", "int8"]
-        guard = check_precisions(args.out_folder, args.tag, args.datasets, precisions, args.split, args.device)
+        guard = check_precisions(args.out_folder, args.tag, args.datasets, precisions, args.split, args.device, args.guard_tta)
         for form, result in guard.items():
-            print(f"{form}: largest F1 difference {result['max_abs_diff']:.2f} points -> "
+            print(f"{form}{' with ' + args.guard_tta + ' TTA' if args.guard_tta else ''}: largest F1 difference {result['max_abs_diff']:.2f} points -> "
                   f"{'within' if result['passed'] else 'outside'} the {result['tolerance']} guard")
     return 0
 

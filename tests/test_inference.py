@@ -299,6 +299,30 @@ def test_auto_precision_follows_the_guard_and_the_cpu(monkeypatch, native, passe
     assert _resolve_precision("auto", torch.device("cpu"), model) == expected
 
 
+def test_auto_precision_with_tta_follows_the_guard_measured_with_it(monkeypatch):
+    model = liteunet.create_model("lite_unet", **TINY)
+    model.pretrained_cfg = {"inference": {
+        "precision_guard": {"bf16": {"passed": True}},
+        "precision_guard_tta": {"d4": {"bf16": {"passed": False}}},
+    }}
+    monkeypatch.setattr("liteunet.localization.cpu_has_native_bf16", lambda: True)
+    cpu = torch.device("cpu")
+    assert _resolve_precision("auto", cpu, model) == "bf16"
+    assert _resolve_precision("auto", cpu, model, "d4") == "fp32"
+    assert _resolve_precision("auto", cpu, model, "flips") == "bf16"  # not measured with flips: the plain guard
+
+
+def test_auto_precision_when_compiling_follows_the_compiled_guard(monkeypatch):
+    model = liteunet.create_model("lite_unet", **TINY)
+    model.pretrained_cfg = {"inference": {"precision_guard": {"bf16": {"passed": True}, "bf16_compiled": {"passed": False}}}}
+    monkeypatch.setattr("liteunet.localization.cpu_has_native_bf16", lambda: True)
+    cpu = torch.device("cpu")
+    assert _resolve_precision("auto", cpu, model) == "bf16"
+    assert _resolve_precision("auto", cpu, model, compiled=True) == "fp32"
+    model.pretrained_cfg = {"inference": {"precision_guard": {"bf16": {"passed": True}}}}
+    assert _resolve_precision("auto", cpu, model, compiled=True) == "bf16"  # not measured compiled: the eager guard
+
+
 def test_localize_precision_options():
     model = liteunet.create_model("lite_unet", **TINY)
     image = np.zeros((40, 40), np.uint8)

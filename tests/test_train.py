@@ -202,6 +202,32 @@ def test_release_writes_a_card_from_measured_numbers(tmp_path, capsys):
     config = json.loads((out / "config.json").read_text())
     assert set(config["localization"]["tta"]) == set(config["evaluation"]["tta"]) == {"d4", "flips"}
     assert config["localization"]["tta"]["d4"] == chosen
+    # each set's own settings, plain and for every tuned mode, beside the shared ones
+    from liteunet.release import tune_per_dataset
+
+    own = tune_per_dataset(out, "lite_unet.test", [str(data)])
+    config = json.loads((out / "config.json").read_text())
+    entry = config["localization"]["tuned_for"]["data"]
+    assert set(entry) == {"threshold", "min_distance", "tta"} and set(entry["tta"]) == {"d4", "flips"}
+    assert config["evaluation"]["tuned_for"]["data"]["f1@10"] == own["data"]["f1@10"]
+    assert config["localization"]["tta"]["d4"] == chosen  # the shared settings are kept
+    card = (out / "README.md").read_text()
+    assert "## Settings for one kind of image" in card
+    assert (f"| data | d4 | {entry['tta']['d4']['threshold']} | {entry['tta']['d4']['min_distance']} | "
+            f"{own['data']['tta']['d4']['f1@5']:.3f} |") in card
+    capsys.readouterr()
+    assert main(["eval", str(out), str(data), "--tuned-for", "each", "--tta", "d4", "-o", str(tmp_path / "eval_own")]) == 0
+    printed = capsys.readouterr().out
+    assert "(tta d4, settings tuned for data)" in printed
+    assert f"F1@10 {own['data']['tta']['d4']['f1@10']:.3f}" in printed
+    assert json.loads((tmp_path / "eval_own" / "data_summary.json").read_text())["tuned_for"] == "data"
+    # the guard with test-time augmentation: float32 runs with d4 and its settings, recorded beside the plain guard
+    with_d4 = check_precisions(out, "lite_unet.test", [str(data)], ("bf16",), tta="d4")
+    inference = json.loads((out / "config.json").read_text())["inference"]
+    assert inference["precision_guard_tta"]["d4"] == json.loads(json.dumps(with_d4))
+    assert set(inference["precision_guard"]) == {"bf16", "bf16_compiled"}
+    assert with_d4["bf16"]["per_dataset"]["data"]["fp32_f1@10"] == pytest.approx(tta["d4"]["data"]["f1@10"])
+    assert "| bf16 with d4 TTA | data |" in (out / "README.md").read_text()
 
 
 @pytest.mark.slow
