@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import shutil
 import sys
@@ -70,7 +71,7 @@ def finalize_weights(
     num_classes = model.num_classes
     samples = {split_label(name): load_split(name, split) for name in datasets}
     datasets = list(samples)
-    maps = {name: predict_maps(model, s, device=device) for name, s in samples.items()}
+    maps = {name: _predicted_maps(model, run_folder, None, name, split, s, device) for name, s in samples.items()}
     sigma = config.get("localization", {}).get("sigma", 2.0)
     settings = _select(maps, samples, sigma, num_classes)
     evaluation = {
@@ -121,8 +122,7 @@ def tune_tta(
     chosen: dict[str, dict[str, Any]] = {}
     results: dict[str, dict[str, Any]] = {}
     for mode in modes:
-        augmented = TestTimeAugmentation(model, mode)
-        maps = {name: predict_maps(augmented, s, device=device) for name, s in samples.items()}
+        maps = {name: _predicted_maps(model, folder, mode, name, split, s, device) for name, s in samples.items()}
         settings = _select(maps, samples, sigma, model.num_classes)
         chosen[mode] = {"threshold": settings.threshold, "min_distance": settings.min_distance}
         results[mode] = {
@@ -166,9 +166,8 @@ def tune_per_dataset(
     chosen: dict[str, dict[str, Any]] = {name: {} for name in samples}
     results: dict[str, dict[str, Any]] = {name: {} for name in samples}
     for mode in (None, *modes):
-        predictor = TestTimeAugmentation(model, mode) if mode else model
         for name, items in samples.items():
-            maps = predict_maps(predictor, items, device=device)
+            maps = _predicted_maps(model, folder, mode, name, split, items, device)
             settings, metrics = select_settings(
                 maps, items, DEFAULT_THRESHOLDS, DEFAULT_MIN_DISTANCES, sigma, model.num_classes
             )
@@ -183,6 +182,24 @@ def tune_per_dataset(
         config.setdefault("localization", {}).setdefault("tuned_for", {}).update(chosen)
         config.setdefault("evaluation", {}).setdefault("tuned_for", {}).update(results)
     return results
+
+
+# Float32 maps of the validation images, by (weights digest, input padding, TTA mode, data set,
+# split): one release run that tunes the plain, TTA and per-set settings predicts each once.
+_MAPS: dict[tuple[str, int, str | None, str, str], list] = {}
+
+
+def _predicted_maps(
+    model: torch.nn.Module, folder: Path, mode: str | None, name: str, split: str, samples: Sequence, device: str
+) -> list:
+    digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    key = (digest, int(getattr(model, "min_input_size", 0)), mode, name, split)
+    if any(cached[:2] != key[:2] for cached in _MAPS):
+        _MAPS.clear()  # other weights: keep one model's maps at a time
+    if key not in _MAPS:
+        predictor = TestTimeAugmentation(model, mode) if mode else model
+        _MAPS[key] = predict_maps(predictor, samples, device=device)
+    return _MAPS[key]
 
 
 @contextlib.contextmanager

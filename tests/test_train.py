@@ -205,7 +205,11 @@ def test_release_writes_a_card_from_measured_numbers(tmp_path, capsys):
     # each set's own settings, plain and for every tuned mode, beside the shared ones
     from liteunet.release import tune_per_dataset
 
-    own = tune_per_dataset(out, "lite_unet.test", [str(data)])
+    predicted = []
+    with pytest.MonkeyPatch.context() as patch:  # the plain, d4 and flips maps were predicted above
+        patch.setattr(liteunet.release, "predict_maps", lambda *a, **k: predicted.append(a) or [])
+        own = tune_per_dataset(out, "lite_unet.test", [str(data)])
+    assert predicted == []
     config = json.loads((out / "config.json").read_text())
     entry = config["localization"]["tuned_for"]["data"]
     assert set(entry) == {"threshold", "min_distance", "tta"} and set(entry["tta"]) == {"d4", "flips"}
