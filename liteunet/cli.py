@@ -34,6 +34,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
         "num_classes": model.num_classes,
         "pretrained_tags": [n for n in list_models(base, pretrained=True) if n.split(".")[0] == base],
     }
+    if "." in args.model:  # a pretrained tag: the localization settings stored with its weights
+        from .hub import PretrainedWeightsError, load_localization_settings
+
+        try:
+            info["localization"] = load_localization_settings(args.model)
+        except PretrainedWeightsError as err:
+            info["localization_error"] = str(err)
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -43,6 +50,19 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"G MACs:       {info['macs'] / 1e9:.2f} at {size[0]}x{size[1]}x{size[2]} (the paper's 'GFLOPs')")
         print(f"in_chans:     {info['in_chans']}    num_classes: {info['num_classes']}")
         print(f"pretrained:   {tags}")
+        if "localization_error" in info:
+            print(f"settings:     not available: {info['localization_error']}")
+        if "localization" in info:
+            stored = info["localization"]
+
+            def pair(entry: dict) -> str:
+                return f"{entry.get('threshold', stored['threshold'])} / {entry.get('min_distance', stored['min_distance'])}"
+
+            tta = "".join(f"; tta={mode}: {pair(entry)}" for mode, entry in (stored.get("tta") or {}).items())
+            print(f"settings:     threshold / min distance {pair(stored)}{tta}")
+            tuned = stored.get("tuned_for") or {}
+            if tuned:
+                print(f"tuned_for:    {', '.join(f'{name} ({pair(entry)})' for name, entry in tuned.items())}")
     return 0
 
 

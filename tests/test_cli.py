@@ -18,6 +18,19 @@ def test_info_prints_paper_sizes(capsys):
     assert "pretrained:" in out
 
 
+def test_info_of_a_tag_shows_its_stored_settings(capsys):
+    from liteunet.hub import load_localization_settings
+
+    stored = load_localization_settings("lite_unet.multi")  # the bundled default weights, offline too
+    assert main(["info", "lite_unet.multi"]) == 0
+    out = capsys.readouterr().out
+    assert f"threshold / min distance {stored['threshold']} / {stored['min_distance']}" in out
+    mbm = stored["tuned_for"]["mbm"]
+    assert f"mbm ({mbm['threshold']} / {mbm['min_distance']})" in out
+    assert main(["info", "lite_unet.multi", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["localization"] == json.loads(json.dumps(stored))
+
+
 def test_info_json_and_size(capsys):
     assert main(["info", "unet", "--json", "--size", "256"]) == 0
     info = json.loads(capsys.readouterr().out)
