@@ -1174,8 +1174,9 @@ def localize(
             on CUDA (fp16 without bf16 support); on CPU bf16 when the CPU has native bf16 and
             the weights record that bf16 keeps F1 at 5 and 10 px within 0.5 points of float32
             (measured with the same ``tta`` mode, and compiled with ``compile=True``, where the
-            weights record those), else float32. ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA) force one; ``"int8"`` needs
-            an int8 ONNX file as ``model`` (``liteunet export onnx --int8``).
+            weights record those), else float32. ``"fp32"``, ``"bf16"``, ``"fp16"`` (CUDA)
+            force one; ``"int8"`` needs an int8 ONNX file as ``model`` (``liteunet export onnx
+            --int8``).
         channels_last: NHWC activations (default on: faster convolutions on CPU and GPU).
         compile: ``torch.compile`` the model (each new tile shape compiles once, slowly).
         normalize: ``"auto"``: uint8 / 255, bool as 0/1, other dtypes percentile-normalized (how
