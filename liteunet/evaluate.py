@@ -240,13 +240,15 @@ def precision_guard(
     tolerance: float = PRECISION_TOLERANCE,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    reference_maps: dict[str, Sequence[np.ndarray]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Measure what reduced-precision forms of a model do to F1, against float32.
 
     Each form (e.g. ``{"bf16": prepare_model(model, "bf16"), "int8": OnnxModel("m.int8.onnx")}``)
     localizes every validation image with the same ``settings`` as the float32 ``reference``;
     a form passes when F1 at 5 and at 10 px differ from float32 by at most ``tolerance`` points
-    on every data set.
+    on every data set. ``reference_maps`` (per set, the float32 maps already predicted) saves
+    predicting them again.
 
     Returns:
         ``{form: {"passed", "tolerance", "max_abs_diff", "per_dataset": {set: {"f1@5", "f1@10",
@@ -255,7 +257,10 @@ def precision_guard(
     num_classes = getattr(reference, "num_classes", 1)
     reference_scores = {}
     for name, items in samples.items():
-        maps = predict_maps(reference, items, device=device, progress=progress)
+        if reference_maps is not None and name in reference_maps:
+            maps = reference_maps[name]
+        else:
+            maps = predict_maps(reference, items, device=device, progress=progress)
         reference_scores[name] = evaluate_maps(maps, items, settings, num_classes=num_classes).compute()
     report: dict[str, dict[str, Any]] = {}
     for form_name, form in forms.items():

@@ -265,11 +265,11 @@ def check_precisions(
             else:
                 forms[precision] = prepare_model(model, precision, device=device)
         samples = {split_label(name): load_split(name, split) for name in datasets}
-        reference: torch.nn.Module = model
+        # The float32 maps are those the settings were tuned on, when this run predicted them.
+        reference_maps = {name: _predicted_maps(model, folder, tta, name, split, s, device) for name, s in samples.items()}
         if tta:
-            reference = TestTimeAugmentation(model, tta)
             forms = {name: TestTimeAugmentation(form, tta) for name, form in forms.items()}
-        guard = precision_guard(reference, forms, samples, settings, device=device)
+        guard = precision_guard(model, forms, samples, settings, device=device, reference_maps=reference_maps)
     with _updating_config(folder, tag) as config:
         if tta:
             config.setdefault("inference", {}).setdefault("precision_guard_tta", {})[tta] = guard

@@ -226,7 +226,13 @@ def test_release_writes_a_card_from_measured_numbers(tmp_path, capsys):
     assert f"F1@10 {own['data']['tta']['d4']['f1@10']:.3f}" in printed
     assert json.loads((tmp_path / "eval_own" / "data_summary.json").read_text())["tuned_for"] == "data"
     # the guard with test-time augmentation: float32 runs with d4 and its settings, recorded beside the plain guard
-    with_d4 = check_precisions(out, "lite_unet.test", [str(data)], ("bf16",), tta="d4")
+    import liteunet.evaluate
+
+    predicted, predict_maps = [], liteunet.evaluate.predict_maps
+    with pytest.MonkeyPatch.context() as patch:  # float32 d4 maps come from the tuning above
+        patch.setattr(liteunet.evaluate, "predict_maps", lambda m, *a, **k: predicted.append(m) or predict_maps(m, *a, **k))
+        with_d4 = check_precisions(out, "lite_unet.test", [str(data)], ("bf16",), tta="d4")
+    assert len(predicted) == 1  # the bf16 form only
     inference = json.loads((out / "config.json").read_text())["inference"]
     assert inference["precision_guard_tta"]["d4"] == json.loads(json.dumps(with_d4))
     assert set(inference["precision_guard"]) == {"bf16", "bf16_compiled"}
