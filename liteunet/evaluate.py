@@ -34,6 +34,7 @@ __all__ = [
     "selection_score",
     "select_settings",
     "select_settings_across",
+    "settings_score_table",
     "evaluate",
     "write_report",
 ]
@@ -145,6 +146,34 @@ def select_settings(
     return best[1], best[2]
 
 
+def settings_score_table(
+    maps: dict[str, Sequence[np.ndarray]],
+    samples: dict[str, Sequence[Sample]],
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+    min_distances: Sequence[int] = DEFAULT_MIN_DISTANCES,
+    sigma: float = 2.0,
+    num_classes: int = 1,
+) -> tuple[list[LocalizationSettings], dict[str, np.ndarray]]:
+    """Score every candidate setting on every data set.
+
+    Returns:
+        The candidate settings, and for each set an array of their scores (mean of F1@5 and
+        F1@10), in the same order.
+    """
+    candidates: list[LocalizationSettings] = []
+    scores: dict[str, list[float]] = {name: [] for name in maps}
+    for min_distance in min_distances:
+        # Peaks depend on min_distance only; each threshold just filters them by score.
+        peaks = {n: peaks_of_maps(maps[n], min_distance, float(min(thresholds))) for n in maps}
+        for threshold in thresholds:
+            settings = LocalizationSettings(float(threshold), int(min_distance), sigma)
+            candidates.append(settings)
+            for n in maps:
+                result = evaluate_maps(maps[n], samples[n], settings, num_classes=num_classes, peaks=peaks[n]).compute()
+                scores[n].append(selection_score(result))
+    return candidates, {n: np.asarray(v) for n, v in scores.items()}
+
+
 def select_settings_across(
     maps: dict[str, Sequence[np.ndarray]],
     samples: dict[str, Sequence[Sample]],
@@ -158,20 +187,11 @@ def select_settings_across(
     Each set counts equally, however many cells it has (a pooled score would let the densest
     set decide). Returns the settings and their mean score.
     """
-    best: tuple[float, LocalizationSettings] | None = None
-    for min_distance in min_distances:
-        # Peaks depend on min_distance only; each threshold just filters them by score.
-        peaks = {n: peaks_of_maps(maps[n], min_distance, float(min(thresholds))) for n in maps}
-        for threshold in thresholds:
-            settings = LocalizationSettings(float(threshold), int(min_distance), sigma)
-            score = float(np.mean([
-                selection_score(evaluate_maps(maps[n], samples[n], settings, num_classes=num_classes, peaks=peaks[n]).compute())
-                for n in maps
-            ]))
-            if best is None or score > best[0]:
-                best = (score, settings)
-    assert best is not None
-    return best[1], best[0]
+    candidates, scores = settings_score_table(maps, samples, thresholds, min_distances, sigma, num_classes)
+    mean = np.mean(np.stack(list(scores.values())), axis=0)
+    # argmax keeps the first of equal scores, as the loop it replaces did.
+    best = int(np.argmax(mean))
+    return candidates[best], float(mean[best])
 
 
 @dataclass

@@ -49,9 +49,7 @@ from .evaluate import (
     LocalizationSettings,
     evaluate_maps,
     predict_maps,
-    select_settings,
-    select_settings_across,
-    selection_score,
+    settings_score_table,
 )
 
 __all__ = ["TrainConfig", "PRESETS", "train", "save_weights", "main"]
@@ -64,6 +62,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Good accuracy within a CPU budget.
     "cpu": dict(lr=2e-3, batch_size=8, crop_size=256, augment="full", schedule="cosine", amp="bf16"),
 }
+
+# How the best checkpoint is scored over several validation sets (TrainConfig.checkpoint_by).
+CHECKPOINT_BY = ("shared", "per-dataset")
 
 
 @dataclass
@@ -86,6 +87,10 @@ class TrainConfig:
         time_limit_min: stop at the first epoch end after this many minutes of training
             (counted over resumes).
         val_max_images: validate on at most this many images per data set.
+        checkpoint_by: how ``best/`` is chosen when several sets are validated: ``shared``
+            scores every set with the one setting chosen for all of them (what ``localize()``
+            uses by default); ``per-dataset`` scores each set with its own best setting (what
+            ``tuned_for=`` uses). Either way the score is the mean over sets of mean(F1@5, F1@10).
     """
 
     model: str = "lite_unet"
@@ -108,6 +113,7 @@ class TrainConfig:
     pretrained: str | None = None
     samples_per_epoch: int | dict[str, int] | None = None
     val_max_images: int | None = None
+    checkpoint_by: str = "shared"
     max_steps: int | None = None
     time_limit_min: float | None = None
     seed: int = 0
@@ -120,6 +126,8 @@ class TrainConfig:
         """A copy with the preset's values filled in where fields are unset."""
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
+        if self.checkpoint_by not in CHECKPOINT_BY:
+            raise ValueError(f"unknown checkpoint_by {self.checkpoint_by!r}; choose one of {list(CHECKPOINT_BY)}")
         values = asdict(self)
         for key, value in PRESETS[self.preset].items():
             if values.get(key) is None:
@@ -443,18 +451,21 @@ def _validate(
 ) -> dict[str, Any]:
     """Validate, choose localization settings, and save ``best/`` when the mean score improves."""
     maps = {name: predict_maps(model, samples, device, amp_dtype, progress=False) for name, samples in val_sets.items()}
+    candidates, table = _score_settings(maps, val_sets, cfg)
     # One setting for all sets: a user of the weights gets one threshold.
-    settings, _ = _select_across(maps, val_sets, cfg)
+    shared = np.mean(np.stack(list(table.values())), axis=0)
+    settings = candidates[int(np.argmax(shared))]
     result: dict[str, Any] = {"threshold": settings.threshold, "min_distance": settings.min_distance}
-    scores = []
     for name, samples in val_sets.items():
         summary = evaluate_maps(maps[name], samples, settings, num_classes=cfg.num_classes).compute()
         for key in ("f1@5", "f1@10", "precision@10", "recall@10", "mae", "rmse"):
             result[f"val/{name}/{key}"] = summary[key]
         if "positive_index_error" in summary:
             result[f"val/{name}/ki67_index_error"] = summary["positive_index_error"]
-        scores.append(selection_score(summary))
-    result["val/mean_score"] = float(np.mean(scores))
+        result[f"val/{name}/own_settings_score"] = float(table[name].max())
+    result["val/shared_score"] = float(shared.max())
+    result["val/own_settings_score"] = float(np.mean([t.max() for t in table.values()]))
+    result["val/mean_score"] = result["val/own_settings_score" if cfg.checkpoint_by == "per-dataset" else "val/shared_score"]
     if result["val/mean_score"] > best["score"]:
         best.clear()
         best.update(score=result["val/mean_score"], epoch=row["epoch"], **result)
@@ -470,15 +481,13 @@ def _validate(
     return result
 
 
-def _select_across(
+def _score_settings(
     maps: dict[str, list[np.ndarray]], val_sets: dict[str, list[Sample]], cfg: TrainConfig
-) -> tuple[LocalizationSettings, float]:
+) -> tuple[list[LocalizationSettings], dict[str, np.ndarray]]:
     if len(maps) == 1:
-        name = next(iter(maps))
-        settings, summary = select_settings(maps[name], val_sets[name], sigma=cfg.sigma, num_classes=cfg.num_classes)
-        return settings, selection_score(summary)
+        return settings_score_table(maps, val_sets, sigma=cfg.sigma, num_classes=cfg.num_classes)
     # A coarser grid while training; the final weights are re-tuned by liteunet.release.
-    return select_settings_across(
+    return settings_score_table(
         maps, val_sets, thresholds=np.round(np.arange(0.1, 0.91, 0.1), 2), min_distances=(2, 3, 4),
         sigma=cfg.sigma, num_classes=cfg.num_classes,
     )
@@ -517,6 +526,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="random crops per data set per epoch; SET=N sets one data set's count (e.g. 128 crc=384)",
     )
     parser.add_argument("--val-max-images", type=int, help="validate on at most this many images per set")
+    parser.add_argument(
+        "--checkpoint-by", choices=list(CHECKPOINT_BY),
+        help="keep the checkpoint that scores best with one setting for all sets ('shared', default) or with each set's own ('per-dataset')",
+    )
     parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     parser.add_argument("--time-limit", type=float, dest="time_limit_min", help="stop at the first epoch end after this many minutes (counted over resumes)")
     parser.add_argument("--seed", type=int, default=0)

@@ -16,7 +16,7 @@ from PIL import Image
 
 import liteunet
 from liteunet.data import gaussian_target, load_folder
-from liteunet.evaluate import LocalizationSettings, evaluate_maps, select_settings
+from liteunet.evaluate import LocalizationSettings, evaluate_maps, select_settings, selection_score
 from liteunet.train import TrainConfig, _crops_per_set, _epoch_indices, add_train_arguments, config_from_args, train
 
 TINY = {"widths": [8, 8, 16, 16, 16]}
@@ -72,6 +72,69 @@ def test_select_settings_on_perfect_maps_gives_f1_one(tmp_path):
     assert settings.threshold <= 0.8
     too_high = evaluate_maps(maps, samples, LocalizationSettings(threshold=0.9)).compute()
     assert too_high["recall@10"] == 0.0
+
+
+def _maps_with_a_false_peak(samples, size: int, cell: float, false_peak: float) -> list[np.ndarray]:
+    """Each sample's Gaussian map at height ``cell`` plus one peak of ``false_peak`` far from every cell."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    maps = []
+    for s in samples:
+        distance = np.min(np.hypot(xx[..., None] - s.points[:, 0], yy[..., None] - s.points[:, 1]), axis=-1)
+        y, x = np.unravel_index(np.argmax(distance), distance.shape)
+        assert distance[y, x] > 12  # a false positive at 10 px
+        far = np.array([[x, y]], dtype=np.float32)
+        maps.append(np.maximum(
+            gaussian_target(s.points, s.labels, (size, size), sigma=2.0) * cell,
+            gaussian_target(far, np.zeros(1, np.int64), (size, size), sigma=2.0) * false_peak,
+        ))
+    return maps
+
+
+@pytest.mark.parametrize("checkpoint_by", ["shared", "per-dataset"])
+def test_checkpoint_by_scores_sets_with_one_setting_or_each_its_own(tmp_path, monkeypatch, checkpoint_by):
+    import liteunet.train as train_module
+
+    size = 96
+    val_sets = {
+        "faint": load_folder(_make_folder(tmp_path / "faint", n=2, size=size)),
+        "bright": load_folder(_make_folder(tmp_path / "bright", n=2, size=size)),
+    }
+    # 'faint' needs a threshold in (0.25, 0.35], 'bright' one in (0.75, 0.95]: no one setting suits both.
+    maps = {"faint": _maps_with_a_false_peak(val_sets["faint"], size, 0.35, 0.25),
+            "bright": _maps_with_a_false_peak(val_sets["bright"], size, 0.95, 0.75)}
+    maps_of = {id(samples): maps[name] for name, samples in val_sets.items()}
+    monkeypatch.setattr(train_module, "predict_maps", lambda model, samples, *a, **k: maps_of[id(samples)])
+
+    # Direct computation over the training grid.
+    def score(name, threshold, min_distance):
+        settings = LocalizationSettings(threshold, min_distance)
+        return selection_score(evaluate_maps(maps[name], val_sets[name], settings).compute())
+
+    grid = [(t, d) for d in (2, 3, 4) for t in np.round(np.arange(0.1, 0.91, 0.1), 2)]
+    shared = max(np.mean([score(n, t, d) for n in maps]) for t, d in grid)
+    own = np.mean([max(score(n, t, d) for t, d in grid) for n in maps])
+    assert own == 1.0 and shared < own
+
+    cfg = TrainConfig(datasets=["faint", "bright"], out_dir=str(tmp_path / "run"), model_args=TINY, checkpoint_by=checkpoint_by)
+    model = liteunet.create_model("lite_unet", **TINY)
+    best = {"score": (shared + own) / 2}  # an earlier checkpoint scoring between the two
+    row = {"epoch": 3, "step": 30, "minutes": 1.0}
+    result = train_module._validate(model, val_sets, cfg, torch.device("cpu"), None, best, TINY, tmp_path / "run", row)
+    assert result["val/shared_score"] == pytest.approx(shared)
+    assert result["val/own_settings_score"] == pytest.approx(own)
+    assert result["val/faint/own_settings_score"] == result["val/bright/own_settings_score"] == 1.0
+    saved = (tmp_path / "run" / "best" / "config.json").exists()
+    assert saved == (checkpoint_by == "per-dataset")
+    # The stored setting is still the shared one: the one a plain localize() call uses.
+    if saved:
+        stored = json.loads((tmp_path / "run" / "best" / "config.json").read_text())["localization"]
+        assert score("faint", stored["threshold"], stored["min_distance"]) + score(
+            "bright", stored["threshold"], stored["min_distance"]) == pytest.approx(2 * shared)
+
+
+def test_checkpoint_by_rejects_an_unknown_choice():
+    with pytest.raises(ValueError, match="checkpoint_by 'best'"):
+        TrainConfig(checkpoint_by="best").resolved()
 
 
 def test_train_writes_weights_logs_and_resumes(tmp_path):
