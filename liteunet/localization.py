@@ -706,6 +706,25 @@ def _resolve_precision(
     return _PRECISION_ALIASES[precision]
 
 
+def _warn_unguarded(model: nn.Module, name: str, precision: str, tta: str | None, compiled: bool) -> None:
+    """Warn when an explicitly asked reduced precision was never checked, or failed the F1 guard."""
+    checks = load_inference_checks(model, tta)
+    form = f"{precision} compiled" if compiled and f"{precision}_compiled" in checks else precision
+    guard = checks.get(form.replace(" ", "_"))
+    if not guard:
+        message = f"{precision} has not been checked against float32 for {name} (its weights record no precision guard); F1 may differ"
+    elif not guard.get("passed"):
+        # A recorded failure is the more useful warning: it says by how much.
+        message = (
+            f"{form}{f' with tta={tta!r}' if tta else ''} failed the precision guard of {name}: its F1 "
+            f"differed from float32 by {guard.get('max_abs_diff', float('nan')):.2f} points on the validation "
+            f"sets (tolerance {guard.get('tolerance', 0.5)}); on CPU precision='auto' uses float32 instead"
+        )
+    else:
+        return
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
 def _resolve_tta(tta: bool | str | None) -> str | None:
     """``False``/``None`` -> no augmentation, ``True`` -> ``"d4"``, or a mode of :data:`TTA_MODES`."""
     if tta is None or tta is False:
@@ -861,14 +880,7 @@ class Localizer:
             )
         else:
             if precision not in ("auto", None, "fp32", "float32"):
-                guard = load_inference_checks(module, self.tta).get(self.precision)
-                if not guard:
-                    warnings.warn(
-                        f"{self.precision} has not been checked against float32 for {self.model_name} "
-                        "(its weights record no precision guard); F1 may differ",
-                        RuntimeWarning,
-                        stacklevel=2,
-                    )
+                _warn_unguarded(module, self.model_name, self.precision, self.tta, compile)
             self.model = prepare_model(
                 module, self.precision, device=self.device, channels_last=channels_last,
                 compile=compile, fused=fuse,

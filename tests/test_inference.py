@@ -14,7 +14,7 @@ import liteunet
 from liteunet.data.io import match_channels, normalize_image, read_image
 from liteunet.evaluate import LocalizationSettings, precision_guard
 from liteunet.inference import FloatInputConv, InferenceModel, OnnxModel, export_onnx, prepare_model, quantize_onnx
-from liteunet.localization import _resolve_precision
+from liteunet.localization import Localizer, _resolve_precision
 from liteunet.models._fuse import (
     ConcatFreeGhostCBAM,
     StackedGradientAggregation,
@@ -337,6 +337,22 @@ def test_localize_precision_options():
         warnings.simplefilter("error")
         (res,) = liteunet.localize(image, model, precision="fp32", progress=False)
     assert res.settings["precision"] == "fp32"
+
+
+def test_explicit_precision_warns_when_its_recorded_guard_failed():
+    model = liteunet.create_model("lite_unet", **TINY)
+    model.pretrained_cfg = {"inference": {
+        "precision_guard": {"bf16": {"passed": True, "max_abs_diff": 0.2}, "bf16_compiled": {"passed": False, "max_abs_diff": 0.71, "tolerance": 0.5}},
+        "precision_guard_tta": {"d4": {"bf16": {"passed": False, "max_abs_diff": 0.58, "tolerance": 0.5}}},
+    }}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Localizer(model, precision="bf16", device="cpu")  # passed: no warning
+    with pytest.warns(RuntimeWarning, match=r"bf16 with tta='d4' failed the precision guard .* by 0\.58 points"):
+        Localizer(model, precision="bf16", tta="d4", device="cpu")
+    # compiled, the compiled record decides: here it failed though the eager one passed
+    with pytest.warns(RuntimeWarning, match=r"bf16 compiled failed .* by 0\.71 points"):
+        Localizer(model, precision="bf16", compile=True, device="cpu")
 
 
 def test_bundled_weights_auto_precision_matches_their_record(trained):
