@@ -35,6 +35,7 @@ __all__ = [
     "select_settings",
     "select_settings_across",
     "settings_score_table",
+    "best_shared_setting",
     "evaluate",
     "write_report",
 ]
@@ -187,9 +188,15 @@ def select_settings_across(
     Each set counts equally, however many cells it has (a pooled score would let the densest
     set decide). Returns the settings and their mean score.
     """
-    candidates, scores = settings_score_table(maps, samples, thresholds, min_distances, sigma, num_classes)
+    return best_shared_setting(*settings_score_table(maps, samples, thresholds, min_distances, sigma, num_classes))
+
+
+def best_shared_setting(
+    candidates: Sequence[LocalizationSettings], scores: dict[str, np.ndarray]
+) -> tuple[LocalizationSettings, float]:
+    """The candidate of :func:`settings_score_table` with the best mean score over sets, and that mean."""
     mean = np.mean(np.stack(list(scores.values())), axis=0)
-    # argmax keeps the first of equal scores, as the loop it replaces did.
+    # argmax keeps the first of equal scores, as the loop it replaced did.
     best = int(np.argmax(mean))
     return candidates[best], float(mean[best])
 

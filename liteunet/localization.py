@@ -709,8 +709,9 @@ def _resolve_precision(
 def _warn_unguarded(model: nn.Module, name: str, precision: str, tta: str | None, compiled: bool) -> None:
     """Warn when an explicitly asked reduced precision was never checked, or failed the F1 guard."""
     checks = load_inference_checks(model, tta)
-    form = f"{precision} compiled" if compiled and f"{precision}_compiled" in checks else precision
-    guard = checks.get(form.replace(" ", "_"))
+    key = f"{precision}_compiled" if compiled and f"{precision}_compiled" in checks else precision
+    guard = checks.get(key)
+    form = key.replace("_", " ")
     if not guard:
         message = f"{precision} has not been checked against float32 for {name} (its weights record no precision guard); F1 may differ"
     elif not guard.get("passed"):

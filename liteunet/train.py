@@ -47,6 +47,7 @@ from .data import AugmentConfig, PointDataset, Sample, collate, load_split, spli
 from .data.targets import gaussian_target
 from .evaluate import (
     LocalizationSettings,
+    best_shared_setting,
     evaluate_maps,
     predict_maps,
     settings_score_table,
@@ -453,8 +454,7 @@ def _validate(
     maps = {name: predict_maps(model, samples, device, amp_dtype, progress=False) for name, samples in val_sets.items()}
     candidates, table = _score_settings(maps, val_sets, cfg)
     # One setting for all sets: a user of the weights gets one threshold.
-    shared = np.mean(np.stack(list(table.values())), axis=0)
-    settings = candidates[int(np.argmax(shared))]
+    settings, shared_score = best_shared_setting(candidates, table)
     result: dict[str, Any] = {"threshold": settings.threshold, "min_distance": settings.min_distance}
     for name, samples in val_sets.items():
         summary = evaluate_maps(maps[name], samples, settings, num_classes=cfg.num_classes).compute()
@@ -463,7 +463,7 @@ def _validate(
         if "positive_index_error" in summary:
             result[f"val/{name}/ki67_index_error"] = summary["positive_index_error"]
         result[f"val/{name}/own_settings_score"] = float(table[name].max())
-    result["val/shared_score"] = float(shared.max())
+    result["val/shared_score"] = shared_score
     result["val/own_settings_score"] = float(np.mean([t.max() for t in table.values()]))
     result["val/mean_score"] = result["val/own_settings_score" if cfg.checkpoint_by == "per-dataset" else "val/shared_score"]
     if result["val/mean_score"] > best["score"]:
