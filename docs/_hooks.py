@@ -4,6 +4,8 @@
   ``weights/*/`` (:mod:`liteunet.zoo`), with latency from ``docs/benchmarks/latest.json``.
 - ``<!-- liteunet:cli-reference -->``: every ``liteunet`` command's ``--help``, from the parser.
 - ``<!-- liteunet:benchmarks -->``: ``docs/benchmarks/latest.md`` as ``liteunet bench`` wrote it.
+- ``<!-- liteunet:throughput -->``: every ``docs/benchmarks/throughput_<device>.md`` that
+  ``liteunet bench --throughput`` wrote, GPU first.
 - ``<!-- liteunet:quickstart-figure -->``: the default weights run on the bundled sample image;
   the figure (``img/quickstart_overlay.png``, ``img/quickstart_map.png``) and its caption are
   made by that run.
@@ -73,6 +75,17 @@ def _benchmarks() -> str:
     )
 
 
+def _throughput() -> str:
+    # CUDA before CPU: the GPU figure is the one this section exists for.
+    tables = sorted(BENCHMARKS.glob("throughput_*.md"), key=lambda p: (p.stem != "throughput_cuda", p.stem))
+    if tables:
+        return "\n".join(path.read_text() for path in tables)
+    return (
+        "No throughput run has been recorded in this checkout (`docs/benchmarks/throughput_*.md` are absent); "
+        "`liteunet bench --throughput -o docs/benchmarks` writes them."
+    )
+
+
 def _quickstart_figure() -> str:
     result = _figure["result"]
     s = result.settings
@@ -91,6 +104,7 @@ RENDERERS = {
     "zoo-descriptions": _zoo_descriptions,
     "cli-reference": _cli_reference,
     "benchmarks": _benchmarks,
+    "throughput": _throughput,
     "quickstart-figure": _quickstart_figure,
 }
 

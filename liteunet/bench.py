@@ -530,7 +530,31 @@ def _print_table(result: dict[str, Any]) -> None:
             print(f"{key}: {json.dumps(result[key])}")
 
 
+def _cmd_throughput(args: argparse.Namespace) -> int:
+    from .throughput import THROUGHPUT_FORMS, run_throughput, throughput_markdown
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = run_throughput(
+        args.weights, args.device, args.batch, args.size, args.precision,
+        tuple(args.forms) if args.forms else THROUGHPUT_FORMS, repeats=args.repeats, iterations=args.iterations,
+        warmup=args.warmup,
+    )
+    markdown = throughput_markdown(result)
+    print(markdown)
+    if args.out_dir:
+        out = Path(args.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = f"throughput_{result['device_type']}"
+        (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / f"{stem}.md").write_text(markdown)
+        print(f"wrote {out / (stem + '.json')} and {out / (stem + '.md')}")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.throughput:
+        return _cmd_throughput(args)
     forms = tuple(args.forms) if args.forms else FORMS
     unknown = [f for f in forms if f not in FORMS]
     if unknown:
@@ -559,7 +583,10 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--weights", default="lite_unet.multi", help="pretrained tag or weights folder (default lite_unet.multi)")
     p.add_argument("--size", type=int, default=512, help="image side (default 512)")
-    p.add_argument("--forms", nargs="+", metavar="FORM", help=f"forms to time (default all): {' '.join(FORMS)}")
+    p.add_argument(
+        "--forms", nargs="+", metavar="FORM",
+        help=f"forms to time (default all): {' '.join(FORMS)}; with --throughput: eager compiled cudagraphs",
+    )
     p.add_argument("--repeats", type=int, default=5, help="timed rounds (default 5)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls per form first (default 2)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
@@ -570,6 +597,15 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-slide", action="store_true", help="skip the large TIFF check")
     p.add_argument("--tiling", action="store_true", help="also score CPU tiling against ground truth on a CRC mosaic")
     p.add_argument("-o", "--out-dir", help="write latest.json and latest.md here (e.g. docs/benchmarks)")
+    group = p.add_argument_group(
+        "throughput", "--throughput times images per second in batches instead (lite_unet and unet; forms eager, "
+        "compiled, cudagraphs) and writes throughput_<device>.json/.md to --out-dir",
+    )
+    group.add_argument("--throughput", action="store_true", help="images per second in batches, on --device")
+    group.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cuda, cuda:N or cpu (default: cuda when available)")
+    group.add_argument("--batch", type=int, default=32, help="images per batch (default 32)")
+    group.add_argument("--precision", default="bf16", choices=["fp32", "bf16", "fp16"], help="default bf16")
+    group.add_argument("--iterations", type=int, default=10, help="batches per timed round (default 10)")
     p.set_defaults(func=_cmd_bench)
     return p
 

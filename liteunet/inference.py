@@ -188,6 +188,7 @@ def prepare_model(
     device: str | torch.device = "cpu",
     channels_last: bool | None = None,
     compile: bool = False,
+    compile_mode: str | None = None,
     fused: bool = True,
 ) -> nn.Module:
     """The fastest PyTorch form of ``model`` for inference in ``precision``.
@@ -201,6 +202,8 @@ def prepare_model(
         compile: wrap in ``torch.compile`` with weight freezing (the weights become constants of
             the compiled graph: prepare again after changing them); each new input size compiles,
             which takes tens of seconds.
+        compile_mode: ``torch.compile``'s ``mode``: ``None`` (its default), ``"reduce-overhead"``
+            (on CUDA, replays each call as one captured CUDA graph) or ``"max-autotune"``.
         fused: fold difference convs and BatchNorm first (:func:`fuse`); compiled bf16 on CPU
             also stacks the gradient aggregation branches into one full-width conv per depth.
 
@@ -228,7 +231,7 @@ def prepare_model(
         # Freezing folds the (now constant) weights into the graph so Inductor can pre-pack them
         # for oneDNN and fuse the activations into the convolutions (_FrozenCompiled says why it
         # needs a wrapper). It applies under torch.no_grad()/inference_mode(), as localize() runs.
-        runner = copy_model_attributes(runner, _FrozenCompiled(torch.compile(runner, dynamic=False)))
+        runner = copy_model_attributes(runner, _FrozenCompiled(torch.compile(runner, dynamic=False, mode=compile_mode)))
     return runner
 
 
