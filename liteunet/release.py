@@ -40,7 +40,7 @@ from .inference import OnnxModel, calibration_images, export_onnx, prepare_model
 from .model_card import write_model_card
 from .tta import TTA_MODES, TestTimeAugmentation, settings_for_mode
 
-__all__ = ["finalize_weights", "tune_tta", "tune_per_dataset", "check_precisions", "main"]
+__all__ = ["finalize_weights", "tune_tta", "tune_per_dataset", "check_precisions", "compiling_every_shape", "main"]
 
 
 def finalize_weights(
@@ -269,13 +269,33 @@ def check_precisions(
         reference_maps = {name: _predicted_maps(model, folder, tta, name, split, s, device) for name, s in samples.items()}
         if tta:
             forms = {name: TestTimeAugmentation(form, tta) for name, form in forms.items()}
-        guard = precision_guard(model, forms, samples, settings, device=device, reference_maps=reference_maps)
+        with compiling_every_shape() if "bf16_compiled" in forms else contextlib.nullcontext():
+            guard = precision_guard(model, forms, samples, settings, device=device, reference_maps=reference_maps)
+    # Merge: measuring one form again keeps the records of the others.
     with _updating_config(folder, tag) as config:
-        if tta:
-            config.setdefault("inference", {}).setdefault("precision_guard_tta", {})[tta] = guard
-        else:
-            config.setdefault("inference", {})["precision_guard"] = guard
+        inference = config.setdefault("inference", {})
+        record = inference.setdefault("precision_guard_tta", {}).setdefault(tta, {}) if tta else inference.setdefault("precision_guard", {})
+        record.update(guard)
     return guard
+
+
+@contextlib.contextmanager
+def compiling_every_shape(limit: int = 64) -> Iterator[None]:
+    """Let ``torch.compile`` compile each new input shape instead of falling back to eager.
+
+    A compiled form is compiled once per input shape (and memory layout: the transposed views of
+    test-time augmentation count apart). Validation sets of several image sizes exceed Dynamo's
+    default limit of 8 compilations, after which it silently runs the model eagerly, and the guard
+    would measure eager bf16 under the compiled form's name. Inside this block the limit is
+    ``limit``, and reaching it raises instead.
+    """
+    import torch._dynamo.config as dynamo_config
+
+    options = {"recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit": limit}
+    if hasattr(dynamo_config, "fail_on_recompile_limit_hit"):
+        options["fail_on_recompile_limit_hit"] = True
+    with dynamo_config.patch(**options):
+        yield
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -301,6 +301,12 @@ def test_release_writes_a_card_from_measured_numbers(tmp_path, capsys):
     assert set(inference["precision_guard"]) == {"bf16", "bf16_compiled"}
     assert with_d4["bf16"]["per_dataset"]["data"]["fp32_f1@10"] == pytest.approx(tta["d4"]["data"]["f1@10"])
     assert "| bf16 with d4 TTA | data |" in (out / "README.md").read_text()
+    # measuring one form again replaces its record and keeps the others'
+    again = check_precisions(out, "lite_unet.test", [str(data)], ("bf16",))
+    inference = json.loads((out / "config.json").read_text())["inference"]
+    assert set(inference["precision_guard"]) == {"bf16", "bf16_compiled"}
+    assert inference["precision_guard"]["bf16"] == json.loads(json.dumps(again["bf16"]))
+    assert inference["precision_guard_tta"]["d4"] == json.loads(json.dumps(with_d4))
 
 
 @pytest.mark.slow

@@ -1,0 +1,42 @@
+"""The release's measurements measure what they name."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from liteunet.release import compiling_every_shape
+
+
+def _compiled_counting_shapes():
+    compiled_shapes = []
+
+    def backend(graph, example_inputs):
+        compiled_shapes.append(tuple(example_inputs[0].shape))
+        return graph.forward
+
+    torch._dynamo.reset()
+    return torch.compile(lambda x: x * 2 + 1, backend=backend, dynamic=False), compiled_shapes
+
+
+def test_the_compiled_guard_compiles_every_image_size_instead_of_falling_back_to_eager():
+    sizes = [(1, 3, 8 + k, 8) for k in range(10)]  # more sizes than Dynamo's default limit of 8
+    fn, compiled_shapes = _compiled_counting_shapes()
+    for size in sizes:
+        fn(torch.ones(size))
+    assert len(compiled_shapes) < len(sizes)  # by default the last sizes ran eagerly, unnoticed
+    fn, compiled_shapes = _compiled_counting_shapes()
+    with compiling_every_shape():
+        for size in sizes:
+            assert torch.equal(fn(torch.ones(size)), torch.full(size, 3.0))
+    assert compiled_shapes == sizes
+
+
+@pytest.mark.skipif(
+    not hasattr(torch._dynamo.config, "fail_on_recompile_limit_hit"), reason="this torch cannot fail on the recompile limit"
+)
+def test_reaching_the_limit_is_an_error_not_a_silent_eager_run():
+    fn, _ = _compiled_counting_shapes()
+    with compiling_every_shape(limit=2), pytest.raises(Exception, match="(?i)limit"):
+        for k in range(3):
+            fn(torch.ones(1, 3, 8 + k, 8))
