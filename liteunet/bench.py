@@ -602,7 +602,7 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
         "compiled, cudagraphs) and writes throughput_<device>.json/.md to --out-dir",
     )
     group.add_argument("--throughput", action="store_true", help="images per second in batches, on --device")
-    group.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cuda, cuda:N or cpu (default: cuda when available)")
+    group.add_argument("--device", default="auto", help="auto (CUDA when available), cuda, cuda:N or cpu")
     group.add_argument("--batch", type=int, default=32, help="images per batch (default 32)")
     group.add_argument("--precision", default="bf16", choices=["fp32", "bf16", "fp16"], help="default bf16")
     group.add_argument("--iterations", type=int, default=10, help="batches per timed round (default 10)")

@@ -86,19 +86,16 @@ def _build(model_name: str, weights: str, precision: str, form: str, device: tor
 def _why_not(form: str, precision: str, device: torch.device) -> str:
     if form == "cudagraphs" and device.type != "cuda":
         return "CUDA only"
-    if precision == "fp16" and device.type != "cuda":
-        return "fp16 is for CUDA"
     if precision == "bf16" and device.type == "cpu":
-        from .inference import cpu_has_native_bf16
+        from .bench import _available
 
-        if not cpu_has_native_bf16():
-            return "no native bf16 on this CPU"
-    return ""
+        return _available("bf16")  # the latency bench's rule: bf16 on CPU needs native bf16
+    return ""  # prepare_model refuses fp16 on CPU itself, and the row says so
 
 
 def run_throughput(
     weights: str = "lite_unet.multi",
-    device: str | torch.device = "cuda",
+    device: str | torch.device = "auto",
     batch: int = 32,
     size: int = 512,
     precision: str = "bf16",
@@ -113,7 +110,7 @@ def run_throughput(
 
     Args:
         weights: Lite-UNet's pretrained tag or weights folder.
-        device: ``"cuda"``, ``"cuda:1"``, ``"cpu"``...
+        device: ``"auto"`` (CUDA when available), ``"cuda"``, ``"cuda:1"``, ``"cpu"``...
         batch: images per call.
         size: image side in pixels (square images).
         precision: ``fp32``, ``bf16`` or ``fp16`` (CUDA).
@@ -131,14 +128,14 @@ def run_throughput(
         ValueError: an unknown form, a non-positive batch or size, or a CUDA device on a
             machine without one.
     """
-    device = torch.device(device)
+    from .localization import _resolve_device
+
+    device = _resolve_device(device)
     unknown = [f for f in forms if f not in THROUGHPUT_FORMS]
     if unknown:
         raise ValueError(f"unknown throughput form(s) {unknown}; choose from {', '.join(THROUGHPUT_FORMS)}")
     if batch < 1 or size < 16:
         raise ValueError(f"batch must be >= 1 and size >= 16, got batch={batch}, size={size}")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device} asked for, but torch.cuda.is_available() is False on this machine")
     from .complexity import count_macs
 
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
