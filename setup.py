@@ -16,9 +16,9 @@ from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
 
-# Load liteunet/_bundled.py by path: importing the package would need torch at build time.
+# Load liteunet/pretrained/bundled.py by path: importing the package would need torch at build time.
 _spec = importlib.util.spec_from_file_location(
-    "_liteunet_bundled", ROOT / "liteunet" / "_bundled.py"
+    "_liteunet_bundled", ROOT / "liteunet" / "pretrained" / "bundled.py"
 )
 _bundled = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_bundled)

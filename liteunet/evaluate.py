@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 from .data import Sample, match_channels, normalize_image, read_image
 from .metrics import PointMetrics
 from .points import PeakResult, find_peaks
-from .tta import TestTimeAugmentation
+from .inference.tta import TestTimeAugmentation
+from .pretrained.settings import DEFAULT_LOCALIZATION
 
 __all__ = [
     "PRECISION_TOLERANCE",
@@ -54,8 +55,8 @@ class LocalizationSettings:
         sigma: width of the Gaussian targets the weights were trained on (informative).
     """
 
-    threshold: float = 0.5
-    min_distance: int = 3
+    threshold: float = DEFAULT_LOCALIZATION["threshold"]
+    min_distance: int = DEFAULT_LOCALIZATION["min_distance"]
     sigma: float = 2.0
 
     def to_dict(self) -> dict[str, float]:

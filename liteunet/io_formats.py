@@ -18,15 +18,13 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from .data.io import normalize_image
-
-if TYPE_CHECKING:
-    from .localization import LocalizationResult
+from .localization.result import LocalizationResult
 
 __all__ = [
     "MAX_PNG_SIDE",

@@ -22,7 +22,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-__all__ = ["PeakResult", "find_peaks"]
+from ._checks import check_int
+
+__all__ = ["PeakResult", "find_peaks", "keep_by_rank", "suppress_close_points"]
 
 
 @dataclass
@@ -122,12 +124,12 @@ def find_peaks(
         [10.3, 20.0]
     """
     x = _check_map(location_map)
-    md = _check_int("min_distance", min_distance, minimum=1)
+    md = check_int("min_distance", min_distance, minimum=1)
     threshold = _check_threshold(threshold)
     if isinstance(exclude_border, bool):
         border = md if exclude_border else 0
     else:
-        border = _check_int("exclude_border", exclude_border, minimum=0)
+        border = check_int("exclude_border", exclude_border, minimum=0)
 
     batched = x.ndim == 4
     if x.ndim == 2:
@@ -280,20 +282,9 @@ def _resolve_ties(pos: np.ndarray, md: int, out_xy: np.ndarray, subpixel: bool) 
     near = boundary[cKDTree(pos[boundary]).query_pairs(r=md, p=np.inf, output_type="ndarray")]
     ca, cb = comp[near[:, 0]], comp[near[:, 1]]
     cross = ca != cb
-    alive = np.ones(n_comp, dtype=bool)
-    if cross.any():
-        first_member = np.full(n_comp, k, dtype=np.int64)
-        np.minimum.at(first_member, comp, np.arange(k))  # raster rank of each component
-        neighbours: dict[int, list[int]] = {}
-        for a, b in zip(ca[cross].tolist(), cb[cross].tolist()):
-            neighbours.setdefault(a, []).append(b)
-            neighbours.setdefault(b, []).append(a)
-        # Only components in conflict are visited: a short loop over candidates, not pixels.
-        for c in sorted(neighbours, key=lambda c: first_member[c]):
-            if alive[c]:
-                for other in neighbours[c]:
-                    if first_member[other] > first_member[c]:
-                        alive[other] = False
+    first_member = np.full(n_comp, k, dtype=np.int64)
+    np.minimum.at(first_member, comp, np.arange(k))  # raster rank of each component
+    alive = keep_by_rank(np.stack([ca[cross], cb[cross]], axis=1), first_member)
     return rep[alive]
 
 
@@ -374,7 +365,68 @@ def _check_threshold(threshold: object) -> float:
     return value
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+def keep_by_rank(pairs: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Greedy suppression on a graph: in rank order, each kept node removes its later neighbours.
+
+    The one suppression rule of the package: equal maxima within ``min_distance`` in one map
+    (first in raster order wins) and points gathered from overlapping tiles (see
+    :func:`suppress_close_points`).
+
+    Args:
+        pairs: ``(P, 2)`` int node indices of the conflicting pairs.
+        rank: ``(n,)`` rank of each node; lower is visited first (and wins).
+
+    Returns:
+        ``(n,)`` bool, the nodes kept.
+
+    Example:
+        >>> keep_by_rank(np.array([[0, 1], [1, 2]]), np.array([0, 1, 2])).tolist()
+        [True, False, True]
+    """
+    keep = np.ones(len(rank), dtype=bool)
+    neighbours: dict[int, list[int]] = {}
+    for a, b in np.asarray(pairs, dtype=np.int64).reshape(-1, 2).tolist():
+        neighbours.setdefault(a, []).append(b)
+        neighbours.setdefault(b, []).append(a)
+    # Only nodes in conflict are visited: a short loop over candidates, not pixels.
+    for i in sorted(neighbours, key=rank.__getitem__):
+        if keep[i]:
+            for j in neighbours[i]:
+                if rank[j] > rank[i]:
+                    keep[j] = False
+    return keep
+
+
+def suppress_close_points(
+    xy: np.ndarray, scores: np.ndarray, min_distance: int, preferred: np.ndarray | None = None
+) -> np.ndarray:
+    """Which points to keep so that no two are within ``min_distance`` (Chebyshev) of each other.
+
+    Priority: ``preferred`` points first (for tiles: the tile whose core holds the point), then
+    higher score, then raster order (y, then x).
+
+    Args:
+        xy: ``(N, 2)`` points ``(x, y)``.
+        scores: ``(N,)`` scores.
+        min_distance: pixels; points closer than or at this distance conflict.
+        preferred: ``(N,)`` bool, points that win over the others.
+
+    Returns:
+        ``(N,)`` bool, the points kept.
+
+    Example:
+        >>> xy = np.array([[0.0, 0.0], [1.0, 0.0], [9.0, 9.0]])
+        >>> suppress_close_points(xy, np.array([0.5, 0.9, 0.7]), 3).tolist()
+        [False, True, True]
+    """
+    n = len(xy)
+    if n < 2:
+        return np.ones(n, dtype=bool)
+    pairs = cKDTree(xy).query_pairs(r=min_distance, p=np.inf, output_type="ndarray")
+    if len(pairs) == 0:
+        return np.ones(n, dtype=bool)
+    preferred = np.ones(n, dtype=bool) if preferred is None else np.asarray(preferred, dtype=bool)
+    order = np.lexsort((xy[:, 0], xy[:, 1], -scores, ~preferred))
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    return keep_by_rank(pairs, rank)

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ._factory import create_model
+from .models import load_model
 from .data import class_names, list_datasets, load_split, split_label
 from .evaluate import (
     DEFAULT_MIN_DISTANCES,
@@ -35,10 +35,9 @@ from .evaluate import (
     select_settings,
     select_settings_across,
 )
-from .hub import load_localization_settings
-from .inference import OnnxModel, calibration_images, export_onnx, prepare_model, quantize_onnx
+from .pretrained import load_localization_settings, resolve_settings
+from .inference import TTA_MODES, OnnxModel, TestTimeAugmentation, calibration_images, export_onnx, prepare_model, quantize_onnx
 from .model_card import write_model_card
-from .tta import TTA_MODES, TestTimeAugmentation, settings_for_mode
 
 __all__ = ["finalize_weights", "tune_tta", "tune_per_dataset", "check_precisions", "compiling_every_shape", "main"]
 
@@ -65,8 +64,8 @@ def finalize_weights(
     model_args = config.setdefault("model_args", {})
     if min_input_size is not None:
         model_args["min_input_size"] = min_input_size
-    model = create_model(
-        f"local-dir:{run_folder}", pretrained=True, min_input_size=model_args.get("min_input_size", 0)
+    model = load_model(
+        run_folder, min_input_size=model_args.get("min_input_size", 0)
     ).to(device).eval()
     num_classes = model.num_classes
     samples = {split_label(name): load_split(name, split) for name in datasets}
@@ -116,7 +115,7 @@ def tune_tta(
         ``{mode: {data set: metrics}}`` with the chosen settings.
     """
     folder = Path(folder)
-    model = create_model(f"local-dir:{folder}", pretrained=True).to(device).eval()
+    model = load_model(folder).to(device).eval()
     sigma = load_localization_settings(model).get("sigma", 2.0)
     samples = {split_label(name): load_split(name, split) for name in datasets}
     chosen: dict[str, dict[str, Any]] = {}
@@ -157,7 +156,7 @@ def tune_per_dataset(
         ``{data set: metrics}`` with that set's own settings, and its TTA metrics under ``"tta"``.
     """
     folder = Path(folder)
-    model = create_model(f"local-dir:{folder}", pretrained=True).to(device).eval()
+    model = load_model(folder).to(device).eval()
     stored = load_localization_settings(model)
     if modes is None:
         modes = list(stored.get("tta") or {})
@@ -245,8 +244,8 @@ def check_precisions(
     lower peaks, so reduced precision can move F1 differently than without.
     """
     folder = Path(folder)
-    model = create_model(f"local-dir:{folder}", pretrained=True).to(device).eval()
-    stored = settings_for_mode(load_localization_settings(model), tta)
+    model = load_model(folder).to(device).eval()
+    stored = resolve_settings(load_localization_settings(model), tta=tta)
     settings = LocalizationSettings(**{k: v for k, v in stored.items() if k in ("threshold", "min_distance", "sigma")})
     forms: dict[str, torch.nn.Module] = {}
     with tempfile.TemporaryDirectory() as tmp:

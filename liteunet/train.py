@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, DataLoader, Subset
 from tqdm.auto import tqdm
 
-from ._factory import create_model
+from .models import create_model, load_model
 from .complexity import count_macs, count_params
 from .data import AugmentConfig, PointDataset, Sample, collate, load_split, split_label
 from .data.targets import gaussian_target
@@ -223,9 +223,8 @@ def _build_model(cfg: TrainConfig) -> tuple[nn.Module, dict[str, Any]]:
     model_args = dict(cfg.model_args, num_classes=cfg.num_classes, in_chans=cfg.in_chans)
     if cfg.pretrained is None:
         return create_model(cfg.model, **model_args), model_args
-    name = f"local-dir:{cfg.pretrained}" if Path(cfg.pretrained).is_dir() else cfg.pretrained
     source_args = {k: v for k, v in model_args.items() if k != "num_classes"}
-    model = create_model(name, pretrained=True, **source_args)
+    model = load_model(cfg.pretrained, **source_args)
     if model.num_classes != cfg.num_classes:
         _adapt_head(model, cfg.num_classes)
     return model, model_args

@@ -24,6 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .complexity import count_macs, count_params
+from .model_card import DATASET_TERMS
+from .models import create_model
+
 __all__ = [
     "ZooEntry", "default_weights_dir", "read_benchmarks", "render_zoo_descriptions", "render_zoo_table",
     "zoo_entries",
@@ -143,7 +147,6 @@ def _metrics(config: dict[str, Any]) -> tuple[dict[str, dict[str, float]], str]:
 
 
 def _entry(folder: Path, benchmarks: Sequence[dict[str, Any]]) -> ZooEntry:
-    from .model_card import DATASET_TERMS
 
     config_path = folder / "config.json"
     try:
@@ -207,8 +210,6 @@ def zoo_entries(
 
 
 def _count(entry: ZooEntry) -> None:
-    from ._factory import create_model
-    from .complexity import count_macs, count_params
 
     config = json.loads((entry.folder / "config.json").read_text())
     model = create_model(entry.architecture, **(config.get("model_args") or {}))

@@ -53,7 +53,7 @@ def test_unknown_form_is_refused(capsys):
 
 
 def test_a_form_that_cannot_run_here_is_reported_not_fatal(monkeypatch):
-    monkeypatch.setattr("liteunet.bench._available", lambda form: "not here" if form == "fused" else "")
+    monkeypatch.setattr("liteunet.bench.latency.form_unavailable", lambda form: "not here" if form == "fused" else "")
     result = run_benchmark(size=32, forms=("fused", "fused_cl"), repeats=1, warmup=0, threads=1, memory=False,
                            localize_side=None, slide_side=None, progress=False)
     rows = {row["form"]: row for row in result["rows"]}

@@ -26,7 +26,10 @@ import torch
 from huggingface_hub import constants as hf_constants
 
 import liteunet
-from liteunet import _bundled, hub
+from liteunet import hub
+from liteunet.cli import main as cli_main
+from liteunet.cli import push as push_command
+from liteunet.pretrained import bundled as _bundled
 from liteunet.hub import PretrainedWeightsError, load_localization_settings
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -287,7 +290,7 @@ def test_bundled_default_weights_when_the_hub_fails(
 ):
     shutil.copytree(folders["multi"], isolated / "bundled" / "lite_unet.multi")
     fake_hub.fault("liteunet/lite_unet.multi", "*", "500")
-    with caplog.at_level(logging.WARNING, logger="liteunet.hub"):
+    with caplog.at_level(logging.WARNING, logger="liteunet.pretrained"):
         model = liteunet.create_model("lite_unet", pretrained=True)
     assert _digest(model) == _digest(_seeded("lite_unet.multi", 4))
     lines = [r.getMessage() for r in caplog.records if "bundled" in r.getMessage()]
@@ -476,7 +479,7 @@ def test_localization_settings_defaults_and_checks(folders, tmp_path):
 
 def test_push_dry_run_lists_what_would_be_uploaded(folders, capsys):
     assert (
-        hub.main(["push", str(folders["crc"]), "--repo-id", "liteunet/lite_unet.crc", "--dry-run"])
+        cli_main(["push", str(folders["crc"]), "--repo-id", "liteunet/lite_unet.crc", "--dry-run"])
         == 0
     )
     out = capsys.readouterr().out
@@ -512,7 +515,7 @@ def test_push_refuses_a_folder_that_is_not_ready(folders, tmp_path, capsys):
     (folder / "README.md").unlink()
     (folder / "model.safetensors").write_bytes(b"\0" * 100)
     torch.save({}, folder / "pytorch_model.bin")
-    assert hub.main(["push", str(folder), "--repo-id", "org/name", "--dry-run"]) == 1
+    assert cli_main(["push", str(folder), "--repo-id", "org/name", "--dry-run"]) == 1
     err = capsys.readouterr().err
     assert "is not ready to publish" in err
     assert "pickle files are never published" in err and "no README.md" in err
@@ -539,7 +542,7 @@ def test_push_uploads_with_huggingface_hub(folders, monkeypatch):
         def create_tag(self, repo_id, tag, revision, **kw):
             calls.append(("create_tag", repo_id, tag, revision))
 
-    monkeypatch.setattr("huggingface_hub.HfApi", FakeApi)
+    monkeypatch.setattr("liteunet.publish.HfApi", FakeApi)
     commit = hub.push_weights_folder(
         folders["crc"], "org/name", tag="v0.1.0", token="t", echo=lambda s: None
     )
@@ -555,11 +558,11 @@ def test_push_uploads_with_huggingface_hub(folders, monkeypatch):
 
 def test_push_parser_plugs_into_a_cli():
     parser = argparse.ArgumentParser(prog="liteunet")
-    hub.add_push_parser(parser.add_subparsers(dest="command"))
+    push_command.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(
         ["push", "w/lite_unet.multi", "--repo-id", "o/n", "--dry-run", "--tag", "v1"]
     )
-    assert args.func is hub._cmd_push and args.dry_run
+    assert args.func is push_command.run and args.dry_run
     assert args.tag == "v1" and args.repo_id == "o/n"
 
 

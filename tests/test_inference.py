@@ -14,7 +14,8 @@ import liteunet
 from liteunet.data.io import match_channels, normalize_image, read_image
 from liteunet.evaluate import LocalizationSettings, precision_guard
 from liteunet.inference import FloatInputConv, InferenceModel, OnnxModel, export_onnx, prepare_model, quantize_onnx
-from liteunet.localization import Localizer, _resolve_precision
+from liteunet.localization import Localizer
+from liteunet.localization.options import resolve_precision as _resolve_precision
 from liteunet.models._fuse import (
     ConcatFreeGhostCBAM,
     StackedGradientAggregation,
@@ -198,7 +199,7 @@ def test_bf16_keeps_the_convs_that_read_the_image_in_float32(trained, monkeypatc
     with torch.inference_mode():
         reference = liteunet.fuse(trained)(x)
         error = (runner(x) - reference).abs().mean()
-        monkeypatch.setattr("liteunet.inference._image_readers", lambda model: [])
+        monkeypatch.setattr("liteunet.inference.fused._image_readers", lambda model: [])
         all_bf16 = prepare_model(trained, "bf16")
         assert all_bf16.input_dtype == torch.bfloat16
         assert error < (all_bf16(x) - reference).abs().mean()  # the point of it, on a real image
@@ -287,7 +288,7 @@ def test_prepare_model_compile_keeps_the_model_contract():
 
 def test_auto_precision_is_fp32_without_a_guard_record(monkeypatch):
     model = liteunet.create_model("lite_unet", **TINY)
-    monkeypatch.setattr("liteunet.localization.cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr("liteunet.localization.options.cpu_has_native_bf16", lambda: True)
     assert _resolve_precision("auto", torch.device("cpu"), model) == "fp32"
 
 
@@ -295,7 +296,7 @@ def test_auto_precision_is_fp32_without_a_guard_record(monkeypatch):
 def test_auto_precision_follows_the_guard_and_the_cpu(monkeypatch, native, passed, expected):
     model = liteunet.create_model("lite_unet", **TINY)
     model.pretrained_cfg = {"inference": {"precision_guard": {"bf16": {"passed": passed}}}}
-    monkeypatch.setattr("liteunet.localization.cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr("liteunet.localization.options.cpu_has_native_bf16", lambda: native)
     assert _resolve_precision("auto", torch.device("cpu"), model) == expected
 
 
@@ -305,7 +306,7 @@ def test_auto_precision_with_tta_follows_the_guard_measured_with_it(monkeypatch)
         "precision_guard": {"bf16": {"passed": True}},
         "precision_guard_tta": {"d4": {"bf16": {"passed": False}}},
     }}
-    monkeypatch.setattr("liteunet.localization.cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr("liteunet.localization.options.cpu_has_native_bf16", lambda: True)
     cpu = torch.device("cpu")
     assert _resolve_precision("auto", cpu, model) == "bf16"
     assert _resolve_precision("auto", cpu, model, "d4") == "fp32"
@@ -315,7 +316,7 @@ def test_auto_precision_with_tta_follows_the_guard_measured_with_it(monkeypatch)
 def test_auto_precision_when_compiling_follows_the_compiled_guard(monkeypatch):
     model = liteunet.create_model("lite_unet", **TINY)
     model.pretrained_cfg = {"inference": {"precision_guard": {"bf16": {"passed": True}, "bf16_compiled": {"passed": False}}}}
-    monkeypatch.setattr("liteunet.localization.cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr("liteunet.localization.options.cpu_has_native_bf16", lambda: True)
     cpu = torch.device("cpu")
     assert _resolve_precision("auto", cpu, model) == "bf16"
     assert _resolve_precision("auto", cpu, model, compiled=True) == "fp32"

@@ -236,12 +236,21 @@ def test_gca_dropout_only_in_training():
     assert not torch.equal(a, gca(x))
 
 
-LAYER_CASES = {
-    "cdconv": (lambda: CDConv2d(4, 8, 3), 4),
-    "ga": (lambda: GradientAggregation(4, 8), 4),
-    "ghost_cbam": (lambda: GhostCBAM(4, 8), 4),
-    "gca": (lambda: GraphCorrelationAttention(4), 4),
+#: Constructor arguments of each registered layer for a 4-channel input (the layer tests run
+#: over ``list_layers()``, so a newly registered layer without an entry here fails loudly).
+LAYER_ARGS = {
+    "cdconv": (4, 8, 3),
+    "ga": (4, 8),
+    "ghost": (4, 8),
+    "cbam": (4,),
+    "ghost_cbam": (4, 8),
+    "gca": (4,),
 }
+LAYER_CASES = {name: ((lambda name=name: create_layer(name, *LAYER_ARGS[name])), 4) for name in list_layers()}
+
+
+def test_every_registered_layer_has_test_arguments():
+    assert set(LAYER_ARGS) == set(list_layers())
 
 
 @pytest.mark.parametrize("name", sorted(LAYER_CASES))

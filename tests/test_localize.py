@@ -26,7 +26,7 @@ from liteunet import LocalizationResult, Localizer, localize
 from liteunet.cli import main
 from liteunet.layers.ghost_cbam import ChannelAttention
 
-import liteunet.localization as loc_module
+import liteunet.localization.tiling as tiling
 TINY = (8, 8, 16, 16, 16)
 
 
@@ -173,7 +173,7 @@ def test_no_duplicates_across_tile_borders():
 
 def test_axis_tiles_partition_and_align():
     for n in (1, 63, 64, 65, 100, 1000, 1027):
-        tiles = loc_module._axis_tiles(n, 64, 32)
+        tiles = tiling.axis_tiles(n, 64, 32)
         cores = [(c0, c1) for _, _, c0, c1 in tiles]
         assert cores[0][0] == 0 and cores[-1][1] == n
         assert all(a[1] == b[0] for a, b in itertools.pairwise(cores))

@@ -16,7 +16,7 @@ from liteunet import localize
 from liteunet.cli import main
 from liteunet.slides import TiffImage, is_tiff
 
-import liteunet.localization as loc_module
+import liteunet.localization.normalize as normalize_module
 
 
 class Blur(nn.Module):
@@ -179,8 +179,8 @@ def test_pyramid_level_points_come_back_in_level0_pixels(slide):
 
 def test_streaming_memory_does_not_grow_with_the_slide(tmp_path, monkeypatch):
     # Statistics from a small sample, so only the tiles in flight are in memory.
-    monkeypatch.setattr(loc_module, "_STATS_PIXELS", 1 << 14)
-    monkeypatch.setattr(loc_module, "_STATS_LEVEL_PIXELS", 1 << 14)
+    monkeypatch.setattr(normalize_module, "STATS_PIXELS", 1 << 14)
+    monkeypatch.setattr(normalize_module, "STATS_LEVEL_PIXELS", 1 << 14)
     peaks = {}
     for side in (256, 1024, 2048):  # 256: a warm-up that pays the one-time allocations
         img, pts = cells(side, side, step=48)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from liteunet.cli import main
-from liteunet.throughput import THROUGHPUT_FORMS, run_throughput, throughput_markdown
+from liteunet.bench import THROUGHPUT_FORMS, run_throughput, throughput_markdown
 from liteunet.zoo import read_benchmarks
 
 TINY = dict(device="cpu", batch=2, size=32, precision="fp32", repeats=2, iterations=1, warmup=1, progress=False)
@@ -33,7 +33,7 @@ def test_both_networks_are_timed_side_by_side_on_cpu():
 
 
 def test_a_form_that_fails_is_reported_and_the_others_still_run(monkeypatch):
-    from liteunet import throughput
+    from liteunet.bench import throughput
 
     real_build = throughput._build
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .datasets import resolve_root
+
 SEED = 0
 VALIDATION_FRACTION = 0.25
 
@@ -83,7 +85,5 @@ def write_splits(root: Path, out_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    from .datasets import resolve_root
-
     write_splits(resolve_root(sys.argv[1] if len(sys.argv) > 1 else None),
                  Path(__file__).resolve().parent / "splits")

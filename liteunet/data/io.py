@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["read_image", "normalize_image", "match_channels"]
+__all__ = ["IMAGE_SUFFIXES", "intensity_range", "match_channels", "normalize_image", "read_image", "scale_intensity"]
 
 PathLike = str | os.PathLike
+#: File suffixes taken from a folder of images (other files, e.g. annotations, are ignored).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".btf", ".svs")
 
 
 def _check_file(path: PathLike, what: str = "image") -> Path:
@@ -100,14 +102,87 @@ def _pil_to_array(im: Image.Image) -> np.ndarray:
     raise ValueError(f"unsupported image mode {mode!r}")
 
 
+def intensity_range(
+    sample: np.ndarray, mode: str = "auto", pmin: float = 1.0, pmax: float = 99.8
+) -> tuple[float, float] | None:
+    """The values that map to 0 and 1: the one normalisation rule of training and inference.
+
+    ``"auto"``: ``uint8`` and ``bool`` images use their full range (255 or 1), since their range
+    is fixed and stain colours are meaningful; other integer and float images use the
+    ``pmin``-th and ``pmax``-th percentiles over all pixels and channels (as StarDist and
+    Cellpose do), so colour ratios are kept. ``"percentile"``: percentiles for ``uint8`` too.
+    ``"none"``: no scaling (``None``).
+
+    Args:
+        sample: the image, or a sample of its pixels (large images), with the image's dtype.
+        mode: ``"auto"``, ``"percentile"`` or ``"none"``.
+        pmin, pmax: percentiles, ``0 <= pmin < pmax <= 100``.
+
+    Returns:
+        ``(low, high)``, or ``None`` for ``"none"``.
+
+    Raises:
+        ValueError: NaN or infinite values, bad percentiles, an unknown mode or dtype.
+
+    Example:
+        >>> intensity_range(np.array([0, 7, 255], np.uint8))
+        (0.0, 255.0)
+    """
+    sample = np.asarray(sample)
+    if mode not in ("auto", "percentile", "none"):
+        raise ValueError(f"normalize must be 'auto', 'percentile' or 'none', got {mode!r}")
+    if not 0.0 <= pmin < pmax <= 100.0:
+        raise ValueError(f"need 0 <= pmin < pmax <= 100, got pmin={pmin}, pmax={pmax}")
+    if not (np.issubdtype(sample.dtype, np.integer) or np.issubdtype(sample.dtype, np.floating) or sample.dtype == np.bool_):
+        raise ValueError(f"cannot normalize an image of dtype {sample.dtype}")
+    if mode == "none":
+        return None
+    if sample.dtype == np.bool_:
+        return 0.0, 1.0
+    if mode == "auto" and sample.dtype == np.uint8:
+        return 0.0, 255.0
+    if np.issubdtype(sample.dtype, np.floating) and not np.isfinite(sample).all():
+        bad = int((~np.isfinite(sample)).sum())
+        raise ValueError(
+            f"image holds {bad} NaN/infinite value(s); replace them (e.g. np.nan_to_num) "
+            "before normalizing"
+        )
+    if sample.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(sample, [pmin, pmax])
+    return float(lo), float(hi)
+
+
+def scale_intensity(
+    region: np.ndarray, value_range: tuple[float, float] | None, eps: float = 1e-6
+) -> np.ndarray:
+    """Map ``value_range`` (from :func:`intensity_range`) to 0 and 1, as float32.
+
+    A constant image (``high == low``) maps to zeros, not NaN.
+
+    Example:
+        >>> scale_intensity(np.array([0, 255], np.uint8), (0.0, 255.0)).tolist()
+        [0.0, 1.0]
+    """
+    region = np.asarray(region)
+    if value_range is None or region.dtype == np.bool_:
+        return region.astype(np.float32)
+    lo, hi = value_range
+    if region.dtype == np.uint8 and (lo, hi) == (0.0, 255.0):
+        return region.astype(np.float32) / np.float32(255.0)
+    # float64 for the subtraction: uint16/int32 ranges and large floats lose nothing.
+    return ((region.astype(np.float64) - lo) / max(hi - lo, eps)).astype(np.float32)
+
+
 def normalize_image(
     img: np.ndarray,
     pmin: float = 1.0,
     pmax: float = 99.8,
     clip: bool = False,
     eps: float = 1e-6,
+    mode: str = "auto",
 ) -> np.ndarray:
-    """Scale an image to float32 in roughly [0, 1].
+    """Scale an image to float32 in roughly [0, 1] (:func:`intensity_range`, then :func:`scale_intensity`).
 
     ``uint8`` (and ``bool``) images are divided by their full range (255 or 1): their range is
     fixed and pathology stain colours are meaningful. ``uint16``, other integer and float
@@ -122,6 +197,8 @@ def normalize_image(
         pmax: high percentile, in (pmin, 100].
         clip: clip the result to [0, 1].
         eps: smallest denominator, so a constant image gives zeros and not NaN.
+        mode: ``"auto"`` (the rule above), ``"percentile"`` (percentiles for ``uint8`` too) or
+            ``"none"`` (values kept, as float32).
 
     Returns:
         The normalized image, ``float32``.
@@ -139,26 +216,7 @@ def normalize_image(
         ([[0.0, 1.0]], dtype('float32'))
     """
     img = np.asarray(img)
-    if not 0.0 <= pmin < pmax <= 100.0:
-        raise ValueError(f"need 0 <= pmin < pmax <= 100, got pmin={pmin}, pmax={pmax}")
-    if img.dtype == np.bool_:
-        out = img.astype(np.float32)
-    elif img.dtype == np.uint8:
-        out = img.astype(np.float32) / np.float32(255.0)
-    elif np.issubdtype(img.dtype, np.integer) or np.issubdtype(img.dtype, np.floating):
-        if np.issubdtype(img.dtype, np.floating) and not np.isfinite(img).all():
-            bad = int((~np.isfinite(img)).sum())
-            raise ValueError(
-                f"image holds {bad} NaN/infinite value(s); replace them (e.g. np.nan_to_num) "
-                "before normalizing"
-            )
-        if img.size == 0:
-            return img.astype(np.float32)
-        lo, hi = np.percentile(img, [pmin, pmax])
-        # float64 for the subtraction: uint16/int32 ranges and large floats lose nothing.
-        out = ((img.astype(np.float64) - lo) / max(hi - lo, eps)).astype(np.float32)
-    else:
-        raise ValueError(f"cannot normalize an image of dtype {img.dtype}")
+    out = scale_intensity(img, intensity_range(img, mode, pmin, pmax), eps)
     if clip:
         np.clip(out, 0.0, 1.0, out=out)
     return out

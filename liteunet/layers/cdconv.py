@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .._checks import check_bchw
+
 __all__ = ["fold_difference_weight", "cd_conv2d", "CDConv2d"]
 
 
@@ -101,8 +103,7 @@ def cd_conv2d(
         >>> cd_conv2d(x, w, theta=0.7, padding=1).shape
         torch.Size([1, 4, 8, 8])
     """
-    if input.ndim != 4:
-        raise ValueError(f"input must be (B, C, H, W), got shape {tuple(input.shape)}")
+    check_bchw("cd_conv2d", input)
     return F.conv2d(input, fold_difference_weight(weight, theta), bias, stride, padding, dilation, groups)
 
 

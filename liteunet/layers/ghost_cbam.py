@@ -21,12 +21,9 @@ import torch.nn.functional as F
 from timm.layers import ConvNormAct, make_divisible
 from timm.layers.typing import LayerType
 
+from .._checks import check_bchw
+
 __all__ = ["GhostModule", "ChannelAttention", "SpatialAttention", "CBAM", "GhostCBAM"]
-
-
-def _check_input(name: str, x: torch.Tensor, channels: int) -> None:
-    if x.ndim != 4 or x.shape[1] != channels:
-        raise ValueError(f"{name} expects (B, {channels}, H, W), got shape {tuple(x.shape)}")
 
 
 class GhostModule(nn.Module):
@@ -71,7 +68,7 @@ class GhostModule(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input("GhostModule", x, self.in_chans)
+        check_bchw("GhostModule", x, self.in_chans)
         return with_ghost_features(self.primary(x), self.cheap, self.out_chans)
 
 
@@ -163,7 +160,7 @@ class CBAM(nn.Module):
         self.spatial = SpatialAttention(spatial_kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input("CBAM", x, self.channels)
+        check_bchw("CBAM", x, self.channels)
         x = x * self.channel(x)
         attention = self.spatial(x)
         # x is this block's own tensor; without autograd scale it in place: one full-size
@@ -225,5 +222,5 @@ class GhostCBAM(nn.Module):
         self.cbam = CBAM(out_chans, rd_ratio, spatial_kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input("GhostCBAM", x, self.in_chans)
+        check_bchw("GhostCBAM", x, self.in_chans)
         return self.cbam(self.ghost(x))

@@ -20,6 +20,8 @@ from timm.layers.typing import LayerType
 
 from ._conv_block import CDConvNormAct
 
+from .._checks import check_bchw
+
 __all__ = ["GradientAggregation"]
 
 
@@ -79,6 +81,5 @@ class GradientAggregation(nn.Module):
         self.fuse = ConvNormAct(branch_chans * len(depths), out_chans, 1, norm_layer=norm_layer, act_layer=act_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(f"GradientAggregation expects (B, {self.in_chans}, H, W), got shape {tuple(x.shape)}")
+        check_bchw("GradientAggregation", x, self.in_chans)
         return self.fuse(torch.cat([branch(x) for branch in self.branches], dim=1))

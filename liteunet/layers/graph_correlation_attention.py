@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .._checks import check_bchw
+
 __all__ = ["graph_correlation_attention", "GraphCorrelationAttention"]
 
 
@@ -60,8 +62,7 @@ def graph_correlation_attention(
         >>> graph_correlation_attention(x, wq, wk, w).shape
         torch.Size([1, 8, 4, 4])
     """
-    if x.ndim != 4:
-        raise ValueError(f"x must be (B, C, H, W), got shape {tuple(x.shape)}")
+    check_bchw("graph_correlation_attention", x)
     b, c, h, w = x.shape
     if query_weight.shape[-1] != c or key_weight.shape[-1] != c or tuple(update_weight.shape) != (c, c):
         raise ValueError(
@@ -111,8 +112,7 @@ class GraphCorrelationAttention(nn.Module):
         self.update = nn.Linear(channels, channels, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"GraphCorrelationAttention expects (B, {self.channels}, H, W), got shape {tuple(x.shape)}")
+        check_bchw("GraphCorrelationAttention", x, self.channels)
         return graph_correlation_attention(
             x, self.query.weight, self.key.weight, self.update.weight, self.drop, self.training
         )

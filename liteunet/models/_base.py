@@ -17,7 +17,18 @@ import torch.nn.functional as F
 
 from ._fuse import ConcatFreeGhostCBAM, reparameterize_model, split_decoder_inputs
 
-__all__ = ["LocalizationModel"]
+__all__ = ["LocalizationModel", "copy_model_attributes"]
+
+#: What the localizer reads off a model; every wrapper passes these through.
+_MODEL_ATTRIBUTES = ("num_classes", "in_chans", "size_divisor", "pretrained_cfg")
+
+
+def copy_model_attributes(source: nn.Module, wrapper: nn.Module) -> nn.Module:
+    """Give ``wrapper`` the localization attributes of the model it wraps; returns ``wrapper``."""
+    for name in _MODEL_ATTRIBUTES:
+        if hasattr(source, name):
+            setattr(wrapper, name, getattr(source, name))
+    return wrapper
 
 
 class LocalizationModel(nn.Module):

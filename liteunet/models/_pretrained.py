@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch.nn as nn
-from timm.models import build_model_with_cfg, get_pretrained_cfg
-from timm.models._builder import resolve_pretrained_cfg
+from timm.models import PretrainedCfg, build_model_with_cfg, resolve_pretrained_cfg
+
+from ..pretrained import build_pretrained
 
 __all__ = [
     "build_localization_model",
@@ -18,7 +19,7 @@ __all__ = [
 PAPER_NAME = "Lite-UNet: A lightweight and efficient network for cell localization"
 
 # Hub repositories of the pretrained tags are ``liteunet/<model>.<tag>``, pinned to this revision.
-# They are not published yet: after `python -m liteunet.hub push weights/<tag> --repo-id
+# They are not published yet: after `liteunet push weights/<tag> --repo-id
 # liteunet/<tag> --tag v0.1.0`, pin the commit id it prints instead (a commit id lets a cached
 # copy load without any network call).
 HUB_ORG = "liteunet"
@@ -59,30 +60,30 @@ def hub_weights(name: str, revision: str = HUB_REVISION) -> dict[str, Any]:
 def build_localization_model(
     model_cls: Any, variant: str, pretrained: bool = False, **kwargs: Any
 ) -> nn.Module:
-    """``build_model_with_cfg`` with liteunet's offline-first, checked weight loading (liteunet.hub).
+    """``build_model_with_cfg`` with liteunet's offline-first, checked weight loading.
 
-    Order: a file the user names, the Hub cache, the Hub, the bundled default weights.
+    Order: a file the user names, the Hub cache, the Hub, the bundled default weights
+    (:mod:`liteunet.pretrained.resolve`).
     """
-    check_pretrained_available(variant, pretrained, kwargs)
     revision = kwargs.pop("revision", None)
     if not pretrained:
         return build_model_with_cfg(model_cls, variant, False, **kwargs)
-    from ..hub import build_pretrained  # imported late: liteunet.hub must not load with the package
+    # Resolved once here, then handed down: the check and the build read the same cfg.
+    cfg = resolve_pretrained_cfg(
+        variant,
+        pretrained_cfg=kwargs.pop("pretrained_cfg", None),
+        pretrained_cfg_overlay=kwargs.pop("pretrained_cfg_overlay", None),
+    )
+    check_pretrained_available(variant, cfg)
+    return build_pretrained(model_cls, variant, revision=revision, pretrained_cfg=cfg, **kwargs)
 
-    return build_pretrained(model_cls, variant, revision=revision, **kwargs)
 
-
-def check_pretrained_available(variant: str, pretrained: bool, kwargs: dict[str, Any]) -> None:
+def check_pretrained_available(variant: str, cfg: PretrainedCfg) -> None:
     """Fail clearly when ``pretrained=True`` is asked of a tag without weights.
 
     timm itself only warns and returns a randomly initialized model, which users then mistake
     for a trained one.
     """
-    if not pretrained:
-        return
-    cfg = resolve_pretrained_cfg(
-        variant, pretrained_cfg=kwargs.get("pretrained_cfg"), pretrained_cfg_overlay=kwargs.get("pretrained_cfg_overlay")
-    )
     if cfg.has_weights or cfg.state_dict is not None:
         return
     name = f"{variant}.{cfg.tag}" if cfg.tag else variant
@@ -92,7 +93,3 @@ def check_pretrained_available(variant: str, pretrained: bool, kwargs: dict[str,
         f"pretrained_cfg_overlay=dict(file='model.safetensors')."
     )
 
-
-def pretrained_cfg_for(name: str) -> dict[str, Any] | None:
-    cfg = get_pretrained_cfg(name)
-    return None if cfg is None else cfg.to_dict()

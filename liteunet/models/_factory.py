@@ -1,15 +1,17 @@
-"""``create_model`` and ``list_models``: timm's registry, narrowed to the liteunet zoo."""
+"""``create_model``, ``list_models`` and ``load_model``: timm's registry, narrowed to the liteunet zoo."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import timm
 import torch.nn as nn
 
-from . import models as _models  # noqa: F401  (registers the zoo in timm's registry)
+from ..pretrained import CONFIG_NAME, load_weights_file
 
-__all__ = ["create_model", "list_models", "is_model"]
+__all__ = ["create_model", "is_model", "list_models", "load_model"]
 
 # timm keys models by the file they are defined in.
 _ZOO_MODULES = ("lite_unet", "unet")
@@ -57,7 +59,42 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
     model = timm.create_model(name, pretrained=pretrained, **kwargs)
     if checkpoint_path:
         # timm's load_checkpoint neither checks architecture nor shapes; this one does, same safety.
-        from .hub import load_weights_file
-
         load_weights_file(model, checkpoint_path)
     return model
+
+
+def load_model(name_or_folder: str | os.PathLike, **kwargs: Any) -> nn.Module:
+    """A zoo model with its pretrained weights, from a tag, a name or a weights folder.
+
+    The one place that turns what a user types (``--model``, ``model=``) into a model.
+
+    Args:
+        name_or_folder: a pretrained tag (``"lite_unet.crc"``), a model name (its default
+            weights), an ``hf-hub:`` / ``local-dir:`` name, or a weights folder (what
+            ``liteunet.train.save_weights`` or timm's ``save_for_hf`` writes).
+        **kwargs: model arguments, as for :func:`create_model`.
+
+    Returns:
+        The model with its weights loaded.
+
+    Raises:
+        FileNotFoundError: a path that does not exist, or a folder without ``config.json``.
+        ValueError: an unknown model name.
+        liteunet.pretrained.PretrainedWeightsError: the weights cannot be found or do not fit.
+
+    Example:
+        >>> model = load_model("lite_unet.multi")  # doctest: +SKIP
+        >>> model = load_model("runs/exp1/best")  # doctest: +SKIP
+    """
+    text = os.fspath(name_or_folder)
+    path = Path(text)
+    if path.is_dir():
+        if not (path / CONFIG_NAME).is_file():
+            raise FileNotFoundError(
+                f"weights folder {path} has no {CONFIG_NAME} (expected what timm's save_for_hf or "
+                "liteunet.train.save_weights writes)"
+            )
+        return create_model(f"local-dir:{path}", pretrained=True, **kwargs)
+    if ":" not in text and (os.sep in text or "/" in text):
+        raise FileNotFoundError(f"weights folder not found: {text}")
+    return create_model(text, pretrained=True, **kwargs)

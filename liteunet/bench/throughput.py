@@ -15,7 +15,7 @@ Forms, each for ``lite_unet`` (the given weights) and ``unet`` (the paper's base
   batch as one captured CUDA graph instead of launching each kernel from Python.
 
 Example:
-    >>> from liteunet.throughput import run_throughput
+    >>> from liteunet.bench import run_throughput
     >>> result = run_throughput(device="cpu", batch=2, size=64, precision="fp32", forms=("eager",),
     ...                         repeats=1, iterations=1, warmup=1)
     >>> sorted(row["model"] for row in result["rows"])
@@ -34,7 +34,14 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["THROUGHPUT_FORMS", "ThroughputRow", "run_throughput", "throughput_markdown"]
+from .._device import resolve_device
+from ..complexity import count_macs
+from ..inference import prepare_model
+from ..models import create_model
+from .latency import form_unavailable, load_weights
+from .report import cpu_name
+
+__all__ = ["THROUGHPUT_FORMS", "ThroughputRow", "run_throughput"]
 
 #: Forms ``run_throughput`` can time, in table order (``cudagraphs`` runs on CUDA only).
 THROUGHPUT_FORMS = ("eager", "compiled", "cudagraphs")
@@ -61,10 +68,8 @@ class ThroughputRow:
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    from .bench import _cpu_name
-
     threads = torch.get_num_threads()
-    return f"{_cpu_name()}, {threads} thread{'s' if threads != 1 else ''}"
+    return f"{cpu_name()}, {threads} thread{'s' if threads != 1 else ''}"
 
 
 def _synchronize(device: torch.device) -> Callable[[], None]:
@@ -73,12 +78,8 @@ def _synchronize(device: torch.device) -> Callable[[], None]:
 
 def _build(model_name: str, weights: str, precision: str, form: str, device: torch.device) -> tuple[nn.Module, nn.Module]:
     """The runner for ``form`` and the model its multiply-adds are counted on."""
-    from ._factory import create_model
-    from .bench import _load_weights
-    from .inference import prepare_model
-
     # Speed does not depend on the weights' values: the baseline runs with random ones.
-    model = _load_weights(weights) if model_name == "lite_unet" else create_model(model_name).eval()
+    model = load_weights(weights) if model_name == "lite_unet" else create_model(model_name).eval()
     runner = prepare_model(model, precision, device=device, compile=form != "eager", compile_mode=_COMPILE_MODES[form])
     return runner, getattr(runner, "_orig_mod", runner)
 
@@ -87,9 +88,7 @@ def _why_not(form: str, precision: str, device: torch.device) -> str:
     if form == "cudagraphs" and device.type != "cuda":
         return "CUDA only"
     if precision == "bf16" and device.type == "cpu":
-        from .bench import _available
-
-        return _available("bf16")  # the latency bench's rule: bf16 on CPU needs native bf16
+        return form_unavailable("bf16")  # the latency bench's rule: bf16 on CPU needs native bf16
     return ""  # prepare_model refuses fp16 on CPU itself, and the row says so
 
 
@@ -128,16 +127,12 @@ def run_throughput(
         ValueError: an unknown form, a non-positive batch or size, or a CUDA device on a
             machine without one.
     """
-    from .localization import _resolve_device
-
-    device = _resolve_device(device)
+    device = resolve_device(device)
     unknown = [f for f in forms if f not in THROUGHPUT_FORMS]
     if unknown:
         raise ValueError(f"unknown throughput form(s) {unknown}; choose from {', '.join(THROUGHPUT_FORMS)}")
     if batch < 1 or size < 16:
         raise ValueError(f"batch must be >= 1 and size >= 16, got batch={batch}, size={size}")
-    from .complexity import count_macs
-
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
     sync = _synchronize(device)
     x = torch.rand(batch, 3, size, size, device=device)
@@ -204,27 +199,3 @@ def run_throughput(
             if (best := max((r for r in rows if r.model == model_name and r.images_per_s), key=lambda r: r.images_per_s, default=None))
         ],
     }
-
-
-def throughput_markdown(result: dict[str, Any]) -> str:
-    """The throughput run as the Markdown table the docs include."""
-    from .bench import _fmt
-
-    lines = [
-        f"Measured with `liteunet bench --throughput` on {result['device']}, torch {result['torch']}; "
-        f"batches of {result['batch_size']} images of {result['input_size']}, {result['precision']}; "
-        f"median of {result['repeats']} rounds of {result['iterations']} batches.",
-        "",
-        "| model | form | images / s | ms / batch | vs unet | G MACs / image | TFLOP/s | peak memory (MB) | first call (s) |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in result["rows"]:
-        if row["images_per_s"] is None:
-            lines.append(f"| {row['model']} | {row['form']} | {row['note'] or '—'} | | | | | | |")
-            continue
-        lines.append(
-            f"| {row['model']} | {row['form']} | {row['images_per_s']:.1f} | {row['ms_per_batch']:.1f} | "
-            f"{_fmt(row['ratio_to_unet'], '{:.2f}x')} | {row['macs_per_image'] / 1e9:.1f} | {row['tflops']:.2f} | "
-            f"{_fmt(row['peak_memory_mb'], '{:.0f}')} | {_fmt(row['first_call_s'], '{:.1f}')} |"
-        )
-    return "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ This module uses the standard library only: ``setup.py`` loads it by path at bui
 torch may not be installed.
 
 Example:
-    >>> from liteunet._bundled import BUNDLED_TAGS, find_bundled
+    >>> from liteunet.pretrained.bundled import BUNDLED_TAGS, find_bundled
     >>> BUNDLED_TAGS
     ('lite_unet.multi',)
     >>> find_bundled("lite_unet.crc") is None  # only the default weights ship
@@ -46,7 +46,7 @@ def bundled_roots() -> list[Path]:
         ``liteunet/_bundled_weights`` (wheel installs), then the checkout's ``weights/`` when
         liteunet runs from a source checkout or an editable install.
     """
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent  # liteunet/, this file is in pretrained/
     roots = [package / PACKAGE_DIR]
     checkout = package.parent
     # pyproject.toml beside the package means a checkout, not site-packages.

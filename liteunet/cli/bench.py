@@ -1,0 +1,90 @@
+"""``liteunet bench``: inference forms side by side (latency), or images per second (``--throughput``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..bench import FORMS, THROUGHPUT_FORMS, latency, run_benchmark, run_throughput, throughput_markdown, to_markdown
+from ..bench.report import print_table
+
+
+def _cmd_throughput(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = run_throughput(
+        args.weights, args.device, args.batch, args.size, args.precision,
+        tuple(args.forms) if args.forms else THROUGHPUT_FORMS, repeats=args.repeats, iterations=args.iterations,
+        warmup=args.warmup,
+    )
+    markdown = throughput_markdown(result)
+    print(markdown)
+    if args.out_dir:
+        out = Path(args.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        stem = f"throughput_{result['device_type']}"
+        (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / f"{stem}.md").write_text(markdown)
+        print(f"wrote {out / (stem + '.json')} and {out / (stem + '.md')}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.throughput:
+        return _cmd_throughput(args)
+    forms = tuple(args.forms) if args.forms else FORMS
+    unknown = [f for f in forms if f not in FORMS]
+    if unknown:
+        raise ValueError(f"unknown form(s) {unknown}; choose from {', '.join(FORMS)}")
+    result = run_benchmark(
+        args.weights, args.size, forms, args.repeats, args.warmup, args.threads, args.memory,
+        None if args.no_localize else args.localize_size, None if args.no_slide else args.slide_size,
+        args.tiling,
+    )
+    print_table(result)
+    if args.out_dir:
+        out = Path(args.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / "latest.md").write_text(to_markdown(result))
+        print(f"wrote {out / 'latest.json'} and {out / 'latest.md'}")
+    return 0
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "bench",
+        help="time every inference form of lite_unet against the unet baseline, side by side",
+        description=latency.__doc__.split("\n\n")[1].replace("\n", " "),
+    )
+    p.add_argument("--weights", default="lite_unet.multi", help="pretrained tag or weights folder (default lite_unet.multi)")
+    p.add_argument("--size", type=int, default=512, help="image side (default 512)")
+    p.add_argument(
+        "--forms", nargs="+", metavar="FORM",
+        help=f"forms to time (default all): {' '.join(FORMS)}; with --throughput: eager compiled cudagraphs",
+    )
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds (default 5)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls per form first (default 2)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--no-memory", dest="memory", action="store_false", help="skip the per-form peak memory")
+    p.add_argument("--localize-size", type=int, default=2048, help="image side for the localize() overhead (default 2048)")
+    p.add_argument("--no-localize", action="store_true", help="skip the localize() overhead")
+    p.add_argument("--slide-size", type=int, default=10000, help="TIFF side for the peak RSS check (default 10000)")
+    p.add_argument("--no-slide", action="store_true", help="skip the large TIFF check")
+    p.add_argument("--tiling", action="store_true", help="also score CPU tiling against ground truth on a CRC mosaic")
+    p.add_argument("-o", "--out-dir", help="write latest.json and latest.md here (e.g. docs/benchmarks)")
+    group = p.add_argument_group(
+        "throughput", "--throughput times images per second in batches instead (lite_unet and unet; forms eager, "
+        "compiled, cudagraphs) and writes throughput_<device>.json/.md to --out-dir",
+    )
+    group.add_argument("--throughput", action="store_true", help="images per second in batches, on --device")
+    group.add_argument("--device", default="auto", help="auto (CUDA when available), cuda, cuda:N or cpu")
+    group.add_argument("--batch", type=int, default=32, help="images per batch (default 32)")
+    group.add_argument("--precision", default="bf16", choices=["fp32", "bf16", "fp16"], help="default bf16")
+    group.add_argument("--iterations", type=int, default=10, help="batches per timed round (default 10)")
+    p.set_defaults(func=run)
+    return p

@@ -1,0 +1,37 @@
+"""Inference forms of a localization model: fused, channels-last, bf16, compiled, ONNX Runtime, TTA.
+
+Every form takes a float32 ``(B, C, H, W)`` image batch and returns float32 ``(B, K, H, W)``
+location maps, so :class:`~liteunet.Localizer`, :mod:`liteunet.bench` and user code can swap
+them freely:
+
+- :mod:`~liteunet.inference.fused`: :func:`fuse` (difference convolutions and BatchNorm folded
+  into plain convolutions) and :func:`prepare_model` (precision, memory format, compile);
+- :mod:`~liteunet.inference.onnx`: :func:`export_onnx` and :class:`OnnxModel` (ONNX Runtime,
+  ``pip install 'liteunet[onnx]'``); :func:`quantize_onnx` makes the int8 form;
+- :mod:`~liteunet.inference.tta`: :class:`TestTimeAugmentation`, maps averaged over flips and
+  rotations.
+"""
+
+from ..models._base import copy_model_attributes
+from .fused import PRECISIONS, FloatInputConv, InferenceModel, cpu_has_native_bf16, fuse, prepare_model
+from .onnx import OnnxModel, calibration_images, default_calibration_images, export_onnx, quantize_onnx
+from .tta import TTA_MODES, TestTimeAugmentation, dihedral_transform, tta_average
+
+__all__ = [
+    "PRECISIONS",
+    "TTA_MODES",
+    "FloatInputConv",
+    "InferenceModel",
+    "OnnxModel",
+    "TestTimeAugmentation",
+    "calibration_images",
+    "copy_model_attributes",
+    "cpu_has_native_bf16",
+    "default_calibration_images",
+    "dihedral_transform",
+    "export_onnx",
+    "fuse",
+    "prepare_model",
+    "quantize_onnx",
+    "tta_average",
+]

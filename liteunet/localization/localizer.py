@@ -1,0 +1,429 @@
+"""``localize()`` and ``Localizer``: images of any size in, cell points out, on CPU or CUDA.
+
+Pipeline for each image: read it (lazily, region by region, for TIFF slides;
+:mod:`~liteunet.localization.inputs`), normalize it the way the weights were trained
+(:mod:`~liteunet.localization.normalize`), bring it to the model's channel count, cut it into
+overlapping tiles (:mod:`~liteunet.localization.tiling`), run the tiles through the model in
+batches, find the peaks of each tile's location map in the tile's *core*, and merge them
+(:func:`liteunet.points.suppress_close_points`).
+
+Memory
+    Only a batch of tiles and their maps are in memory, never the full-resolution map of a large
+    image (ask for it with ``return_map``, optionally downsampled). TIFF files are read tile by
+    tile through :class:`liteunet.slides.TiffImage`; percentiles come from a bounded sample.
+
+Points follow the package convention: ``(N, 2)`` float32 ``(x, y)`` in pixels of the input
+image, x = column, y = row, ``(0, 0)`` the centre of the top-left pixel.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from .._checks import check_int
+from .._device import resolve_device
+from ..data.io import match_channels
+from ..inference import OnnxModel, TestTimeAugmentation, prepare_model
+from ..points import find_peaks, suppress_close_points
+from ..pretrained import load_localization_settings, resolve_settings
+from ..slides import TiffImage
+from .inputs import InputItem, check_image, check_memory, expand_inputs, named_error, open_input
+from .model import label_names, load_localization_model, model_in_chans
+from .normalize import region_normalizer
+from .options import LocalizationOptions, resolve_precision, warn_unguarded
+from .result import LocalizationResult
+from .tiling import CPU_OVERLAP, CPU_TILE_SIZE, DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, axis_tiles, pad_to, pool_into, tile_batches
+
+__all__ = ["Localizer", "localize"]
+
+
+class Localizer:
+    """A model made ready to localize many images: weights, settings, device, tiling.
+
+    :func:`localize` is ``Localizer(model, ...)(images)``; keep a ``Localizer`` to run several
+    batches without loading and preparing the model again.
+
+    Args:
+        model: as for :func:`localize`.
+        options: a :class:`~liteunet.localization.options.LocalizationOptions`; default: all
+            defaults.
+        **kwargs: options to set (or to change in ``options``), e.g. ``device="cpu"``.
+
+    Example:
+        >>> loc = Localizer("lite_unet.crc", device="cpu")  # doctest: +SKIP
+        >>> results = loc(["a.png", "b.png"])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | nn.Module = "lite_unet",
+        options: LocalizationOptions | None = None,
+        **kwargs: Any,
+    ) -> None:
+        opts = options if options is not None else LocalizationOptions()
+        opts = opts.replace(**kwargs) if kwargs else opts
+        self.options = opts
+        self.device = resolve_device(opts.device)
+        module, self.model_name = load_localization_model(model)
+        self.tta = opts.tta
+        self.precision = resolve_precision(opts.precision, self.device, module, self.tta, opts.compile)
+        self.tuned_for = opts.tuned_for
+        # One rule for which stored settings apply (data set, TTA mode, then the caller's).
+        stored = load_localization_settings(module)
+        chosen = resolve_settings(
+            stored, tuned_for=opts.tuned_for, tta=self.tta, threshold=opts.threshold, min_distance=opts.min_distance
+        )
+        self.threshold = float(chosen["threshold"])
+        self.min_distance = check_int("min_distance", chosen["min_distance"], 1)
+        self.size_divisor = int(getattr(module, "size_divisor", 16) or 1)
+        self.tile_size, self.overlap = self._tiling(opts)
+        default_batch = 4 if self.device.type == "cuda" else 1
+        self.batch_size = opts.batch_size if opts.batch_size is not None else default_batch
+        self.normalize = opts.normalize
+        self.percentiles = opts.percentiles
+        self.scale = self._scale(opts, stored, module)
+        self.level = opts.level
+        self.return_map = opts.return_map
+        self.map_max_side = opts.map_max_side
+        self.subpixel = bool(opts.subpixel)
+        self.max_pixels = opts.max_pixels
+        self.progress = opts.progress
+        self.model = self._runner(module, opts)
+        self.in_chans = model_in_chans(self.model)
+        self.num_classes: int | None = getattr(self.model, "num_classes", None)
+        self.label_names = label_names(self.model, self.num_classes)
+
+    def _tiling(self, opts: LocalizationOptions) -> tuple[int, int]:
+        on_cpu = self.device.type == "cpu"
+        tile_size = opts.tile_size if opts.tile_size is not None else (CPU_TILE_SIZE if on_cpu else DEFAULT_TILE_SIZE)
+        overlap = opts.overlap if opts.overlap is not None else (CPU_OVERLAP if on_cpu else DEFAULT_OVERLAP)
+        check_int("tile_size", tile_size, self.size_divisor)
+        if tile_size % self.size_divisor or overlap % self.size_divisor:
+            raise ValueError(
+                f"tile_size ({tile_size}) and overlap ({overlap}) must be multiples of "
+                f"{self.size_divisor}, the model's pooling grid, so tiles align with one whole pass"
+            )
+        if overlap >= tile_size:
+            raise ValueError(f"overlap ({overlap}) must be smaller than tile_size ({tile_size})")
+        if 2 * self.min_distance + 1 > overlap // 2 and overlap > 0:
+            # The halo and NMS window of a core point must stay inside its tile.
+            raise ValueError(
+                f"overlap ({overlap}) is too small for min_distance={self.min_distance}: need "
+                f"overlap >= {2 * (2 * self.min_distance + 1)}"
+            )
+        return tile_size, overlap
+
+    def _scale(self, opts: LocalizationOptions, stored: dict[str, Any], module: nn.Module) -> float:
+        if opts.mpp is None:
+            return float(opts.scale) if opts.scale is not None else 1.0
+        model_mpp = stored.get("mpp") or (getattr(module, "pretrained_cfg", None) or {}).get("mpp")
+        if not model_mpp:
+            raise ValueError(
+                f"mpp={opts.mpp} given, but the weights of {self.model_name} do not say at which "
+                "microns per pixel they were trained; pass scale= instead"
+            )
+        return float(opts.mpp) / float(model_mpp)
+
+    def _runner(self, module: nn.Module, opts: LocalizationOptions) -> nn.Module:
+        """The model in the form it runs in: precision, memory format, compiled, TTA."""
+        if isinstance(module, OnnxModel):
+            if self.precision != module.precision:
+                raise ValueError(
+                    f"{self.model_name} is a {module.precision} ONNX model; precision={opts.precision!r} "
+                    "cannot change it (export another: liteunet export onnx --help)"
+                )
+            runner: nn.Module = module
+        elif self.precision == "int8":
+            raise ValueError(
+                "int8 runs through ONNX Runtime: make an int8 file with "
+                "`liteunet export onnx MODEL --int8 -o model.int8.onnx` and pass it as the model"
+            )
+        else:
+            if opts.precision not in ("auto", None, "fp32", "float32"):
+                warn_unguarded(module, self.model_name, self.precision, self.tta, opts.compile)
+            runner = prepare_model(
+                module, self.precision, device=self.device, channels_last=opts.channels_last,
+                compile=opts.compile, fused=opts.fuse,
+            )
+        return TestTimeAugmentation(runner, self.tta) if self.tta else runner
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What every result records in ``settings``."""
+        return {
+            "model": self.model_name,
+            "threshold": self.threshold,
+            "min_distance": self.min_distance,
+            "tile_size": self.tile_size,
+            "overlap": self.overlap,
+            "scale": self.scale,
+            "level": self.level,
+            "normalize": self.normalize,
+            "percentiles": list(self.percentiles),
+            "subpixel": self.subpixel,
+            "device": str(self.device),
+            "precision": self.precision,
+            "tta": self.tta,
+            "tuned_for": self.tuned_for,
+        }
+
+    # --- public -----------------------------------------------------------------------------------
+    def __call__(self, images: Any, on_error: str = "raise") -> list[LocalizationResult]:
+        """Localize ``images``; see :func:`localize`."""
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        items = expand_inputs(images)
+        results = []
+        bar = tqdm(
+            items, desc="localize", unit="image", disable=not self.progress or len(items) < 2
+        )
+        for item in bar:
+            result, err = self.run_item(item)
+            if err is not None:
+                if on_error == "raise":
+                    raise err
+                warnings.warn(f"liteunet.localize skipped {err}", RuntimeWarning, stacklevel=2)
+            results.append(result)
+        return results
+
+    def run_item(
+        self, item: InputItem, keep_source: bool = False
+    ) -> tuple[LocalizationResult, BaseException | None]:
+        """Localize one expanded input; errors are returned (named), never raised.
+
+        With ``keep_source`` the opened image stays attached as ``result._source`` (closed by
+        the caller), for overlays.
+        """
+        src = None
+        try:
+            if item.error is not None:
+                raise item.error
+            src = open_input(item, self.level)
+            result = self._localize_source(src, item.name)
+            if keep_source:
+                result._source = src  # type: ignore[attr-defined]
+                src = None
+            return result, None
+        except Exception as err:
+            named = named_error(err, item.name)
+            named.__cause__ = err
+            failed = LocalizationResult.failed(
+                item.name, str(named), self.label_names or ("cell",), self.settings
+            )
+            return failed, named
+        finally:
+            if src is not None:
+                src.close()
+
+    # --- steps ------------------------------------------------------------------------------------
+    def _localize_source(self, src: Any, name: str) -> LocalizationResult:
+        check_image(tuple(src.shape), np.dtype(src.dtype), self.max_pixels)
+        h, w = src.shape[:2]
+        chans = src.shape[2] if len(src.shape) == 3 else 1
+        # Fail on an impossible channel conversion before any work.
+        match_channels(np.zeros((1, 1, chans), np.float32), self.in_chans)
+        norm = region_normalizer(src, self.normalize, self.percentiles)
+
+        def read(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+            return match_channels(norm(src.read_region(y0, y1, x0, x1)), self.in_chans)
+
+        if self.scale != 1.0:
+            read, h, w = self._rescaled(read, h, w, name)
+
+        rows, cols = (axis_tiles(n, self.tile_size, self.overlap, self.size_divisor) for n in (h, w))
+        n_tiles = len(rows) * len(cols)
+        # Every tile is fed at the first one's shape (the last row/column are padded to it).
+        tile_h, tile_w = rows[0][1] - rows[0][0], cols[0][1] - cols[0][0]
+        num_classes = self.num_classes
+        md = self.min_distance
+        ctx = 2 * md + 1  # halo (md) + NMS window (md) + 1 pixel for the sub-pixel fit
+        k = self._map_downsample(h, w)
+        full_map = None
+        if self.return_map:
+            shape = (num_classes or 1, -(-h // k), -(-w // k))
+            check_memory(
+                4 * math.prod(shape),
+                f"the location map of {name} ({shape})",
+                "ask for a downsampled map: return_map=4 (or map_max_side=...)",
+            )
+        pts, scs, labs, own = [], [], [], []
+        bar = tqdm(
+            total=n_tiles,
+            desc=Path(name).name,
+            unit="tile",
+            leave=False,
+            disable=not self.progress or n_tiles < 8,
+        )
+        for batch in tile_batches(rows, cols, self.batch_size):
+            x = np.stack([pad_to(read(r[0], r[1], c[0], c[1]), tile_h, tile_w).transpose(2, 0, 1) for r, c in batch])
+            maps = self._forward(torch.from_numpy(np.ascontiguousarray(x)), name)
+            if num_classes is None:
+                num_classes = maps.shape[1]
+                self.label_names = self.label_names or label_names(self.model, num_classes)
+            if self.return_map and full_map is None:
+                shape = (num_classes, -(-h // k), -(-w // k))
+                check_memory(
+                    4 * math.prod(shape),
+                    f"the location map of {name} ({shape})",
+                    "ask for a downsampled map: return_map=4 (or map_max_side=...)",
+                )
+                full_map = np.full(shape, -np.inf, dtype=np.float32)
+            for (r, c), m in zip(batch, maps):
+                (ty0, ty1, cy0, cy1), (tx0, tx1, cx0, cx1) = r, c
+                # Peaks of the core plus its halo; the crop gives their windows real context.
+                y0, y1 = max(ty0, cy0 - ctx), min(ty1, cy1 + ctx)
+                x0, x1 = max(tx0, cx0 - ctx), min(tx1, cx1 + ctx)
+                peaks = find_peaks(
+                    m[:, y0 - ty0 : y1 - ty0, x0 - tx0 : x1 - tx0],
+                    min_distance=md,
+                    threshold=self.threshold,
+                    subpixel=self.subpixel,
+                )
+                xy = peaks.xy.astype(np.float64) + (x0, y0)
+                px, py = np.floor(xy[:, 0] + 0.5), np.floor(xy[:, 1] + 0.5)
+                in_halo = (px >= cx0 - md) & (px < cx1 + md) & (py >= cy0 - md) & (py < cy1 + md)
+                pts.append(xy[in_halo])
+                scs.append(peaks.scores[in_halo])
+                labs.append(peaks.labels[in_halo])
+                own.append(((px >= cx0) & (px < cx1) & (py >= cy0) & (py < cy1))[in_halo])
+                if full_map is not None:
+                    core = m[:, cy0 - ty0 : cy1 - ty0, cx0 - tx0 : cx1 - tx0].float().cpu().numpy()
+                    pool_into(full_map, core, cy0, cx0, k)
+            bar.update(len(batch))
+        bar.close()
+
+        xy = np.concatenate(pts) if pts else np.zeros((0, 2))
+        scores = np.concatenate(scs) if scs else np.zeros(0, np.float32)
+        labels = np.concatenate(labs) if labs else np.zeros(0, np.int64)
+        owned = np.concatenate(own) if own else np.zeros(0, bool)
+        keep = suppress_close_points(xy, scores, md, preferred=owned)
+        xy, scores, labels = xy[keep], scores[keep], labels[keep]
+        order = np.lexsort((xy[:, 0], xy[:, 1], -scores))
+        xy, scores, labels = xy[order], scores[order], labels[order]
+
+        # Back to input pixels: undo the scale and the pyramid level (pixel centres map to centres).
+        sy, sx = src.downsample
+        fx, fy = sx / self.scale, sy / self.scale
+        xy = np.stack([(xy[:, 0] + 0.5) * fx - 0.5, (xy[:, 1] + 0.5) * fy - 0.5], axis=1)
+        h0, w0 = src.level_shapes[0] if isinstance(src, TiffImage) else src.shape[:2]
+        settings = self.settings
+        return LocalizationResult(
+            xy=np.ascontiguousarray(xy, dtype=np.float32).reshape(-1, 2),
+            scores=np.ascontiguousarray(scores, dtype=np.float32),
+            labels=np.ascontiguousarray(labels, dtype=np.int64),
+            image_size=(int(h0), int(w0)),
+            source=name,
+            label_names=self.label_names or ("cell",),
+            settings=settings,
+            location_map=full_map,
+            map_scale=1.0 / (k * fx) if full_map is not None else self.scale / sx,
+        )
+
+    def _map_downsample(self, h: int, w: int) -> int:
+        k = 1 if isinstance(self.return_map, bool) else int(self.return_map)
+        if self.map_max_side:
+            k = max(k, math.ceil(max(h, w) / self.map_max_side))
+        return k
+
+    def _rescaled(self, read: Callable, h: int, w: int, name: str) -> tuple[Callable, int, int]:
+        """Resize the whole normalized image by ``scale``; returns a reader of the result."""
+        nh, nw = max(1, round(h * self.scale)), max(1, round(w * self.scale))
+        check_memory(
+            4 * self.in_chans * (h * w + nh * nw),
+            f"resizing {name} to {nh}x{nw}",
+            "localize a pyramid level (level=...) instead of scale=",
+        )
+        img = torch.from_numpy(np.ascontiguousarray(read(0, h, 0, w).transpose(2, 0, 1)))[None]
+        img = (
+            torch.nn.functional.interpolate(
+                img, size=(nh, nw), mode="bilinear", align_corners=False, antialias=self.scale < 1
+            )[0]
+            .numpy()
+            .transpose(1, 2, 0)
+        )
+        return (lambda y0, y1, x0, x1: img[y0:y1, x0:x1]), nh, nw
+
+    def _forward(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        with torch.inference_mode():
+            out = self.model(x)
+        if (
+            not isinstance(out, torch.Tensor)
+            or out.ndim != 4
+            or out.shape[0] != x.shape[0]
+            or (out.shape[-2:] != x.shape[-2:])
+        ):
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise RuntimeError(
+                f"the model returned {got} for a {tuple(x.shape)} input; a localization model "
+                "must return (B, num_classes, H, W) maps of the input's size"
+            )
+        return out.float()
+
+
+def localize(
+    images: Any,
+    model: str | os.PathLike | nn.Module = "lite_unet",
+    *,
+    on_error: str = "raise",
+    options: LocalizationOptions | None = None,
+    **kwargs: Any,
+) -> list[LocalizationResult]:
+    """Find the cells in images of any size: one :class:`LocalizationResult` per image.
+
+    Args:
+        images: a path, a folder (its image files, sorted), a glob (``"slides/*.tif"``), a PIL
+            image, a NumPy array ``(H, W)`` / ``(H, W, C)`` (uint8, uint16, other integers,
+            float, bool), a torch tensor ``(C, H, W)`` / ``(B, C, H, W)``, or a list of these.
+            Grey, RGB and RGBA (alpha is dropped); TIFF / BigTIFF files are read tile by tile
+            (needs ``tifffile``: ``pip install liteunet[tiff]``).
+        model: a model name (``"lite_unet"``: its default pretrained weights), a pretrained tag
+            (``"lite_unet.crc"``), a weights folder (``save_for_hf`` layout), an ``hf-hub:`` /
+            ``local-dir:`` name, an ``.onnx`` file from ``liteunet export onnx`` (run by ONNX
+            Runtime), or an ``nn.Module`` (used as is, put in eval mode).
+        on_error: ``"raise"`` (default): the first bad input raises, its message naming the
+            input; ``"skip"``: a bad input gives a result with ``error`` set and no points (so
+            indices line up with the inputs) and a warning, and the others are localized.
+        options: a :class:`~liteunet.localization.options.LocalizationOptions` to start from.
+        **kwargs: the options, by name: ``device``, ``threshold``, ``min_distance``,
+            ``tile_size``, ``overlap``, ``batch_size``, ``precision``, ``channels_last``,
+            ``compile``, ``normalize``, ``percentiles``, ``scale``, ``mpp``, ``level``,
+            ``return_map``, ``map_max_side``, ``subpixel``, ``fuse``, ``tta``, ``tuned_for``,
+            ``max_pixels``, ``progress``; each is documented in
+            :class:`~liteunet.localization.options.LocalizationOptions`.
+
+    Returns:
+        One :class:`LocalizationResult` per image, in input order (a folder or glob expands to
+        its files, a ``(B, C, H, W)`` tensor to ``B`` images). Each has ``xy``, an ``(N, 2)``
+        float32 array of ``(x, y)`` points in input pixels (x = column, y = row, ``(0, 0)`` the
+        centre of the top-left pixel), ``scores`` ``(N,)``, ``labels`` ``(N,)``, ``counts``,
+        ``ki67_index`` (2-class models), ``image_size`` and ``settings``.
+
+    Raises:
+        ValueError, TypeError, FileNotFoundError: bad options (an unknown name is a TypeError) or model (always), or a bad input
+            with ``on_error="raise"``; the message names the input and the problem.
+        RuntimeError: the model has no published weights, or returns maps of the wrong shape.
+
+    Shape:
+        - numpy input: :math:`(H, W)` or :math:`(H, W, C)`; torch: :math:`(C, H, W)` or
+          :math:`(B, C, H, W)`.
+        - ``xy``: :math:`(N, 2)` as ``(x, y)``.
+
+    Example:
+        >>> import liteunet, numpy as np
+        >>> model = liteunet.create_model("lite_unet", widths=(8, 8, 16, 16, 16))
+        >>> res = liteunet.localize(np.zeros((100, 120, 3), np.uint8), model, progress=False)
+        >>> len(res), res[0].xy.shape[1], res[0].image_size
+        (1, 2, (100, 120))
+    """
+    return Localizer(model, options, **kwargs)(images, on_error=on_error)

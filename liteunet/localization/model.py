@@ -1,0 +1,56 @@
+"""The model side of localization: what to load from a name, and what a model tells about its input and classes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch.nn as nn
+
+from ..inference import OnnxModel
+from ..models import load_model
+
+__all__ = ["label_names", "load_localization_model", "model_in_chans"]
+
+
+def load_localization_model(model: str | os.PathLike | nn.Module) -> tuple[nn.Module, str]:
+    """The model and a short name for it (for the settings)."""
+    if isinstance(model, nn.Module):
+        return model, type(model).__name__
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(
+            "model must be a name, a tag, a weights folder or an nn.Module, got "
+            f"{type(model).__name__}"
+        )
+    text = os.fspath(model)
+    if Path(text).suffix.lower() == ".onnx":
+        return OnnxModel(Path(text)), text
+    return load_model(text), text
+
+
+def model_in_chans(model: nn.Module) -> int:
+    chans = getattr(model, "in_chans", None)
+    if isinstance(chans, int) and chans > 0:
+        return chans
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            return module.in_channels
+    raise ValueError(
+        f"cannot tell how many image channels {type(model).__name__} expects: give it an "
+        "`in_chans` attribute"
+    )
+
+
+def label_names(model: nn.Module, num_classes: int | None) -> tuple[str, ...] | None:
+    names = (getattr(model, "pretrained_cfg", None) or {}).get("label_names")
+    if isinstance(names, dict):
+        names = [names[k] for k in sorted(names, key=int)]
+    if names and (num_classes is None or len(names) == num_classes):
+        return tuple(str(n) for n in names)
+    if num_classes is None:
+        return None
+    if num_classes == 1:
+        return ("cell",)
+    if num_classes == 2:
+        return ("positive", "negative")  # the Ki-67 convention of lite_unet.ki67 (BCData)
+    return tuple(f"class{i}" for i in range(num_classes))

@@ -1,0 +1,154 @@
+"""Building a model with pretrained weights, and loading a weights file the user names.
+
+:func:`build_pretrained` is ``timm.models.build_model_with_cfg(..., pretrained=True)`` with the
+offline-first order of :mod:`liteunet.pretrained.resolve`; the model files call it, so
+``timm.create_model`` and ``liteunet.create_model`` load identically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from timm.models import PretrainedCfg, build_model_with_cfg, load_pretrained, resolve_pretrained_cfg
+
+from .files import ResolvedWeights, check_state_dict, open_local, read_state_dict
+from .resolve import pretrained_name, resolve, with_revision
+
+__all__ = ["build_pretrained", "load_weights_file"]
+
+
+def _load_into(
+    model: nn.Module,
+    found: ResolvedWeights,
+    strict: bool = True,
+    filter_fn: Callable[..., dict[str, torch.Tensor]] | None = None,
+    adapt: bool = True,
+) -> None:
+    state_dict = (
+        found.state_dict if found.state_dict is not None else read_state_dict(found.weights_file)
+    )
+    if filter_fn is not None:
+        try:
+            state_dict = filter_fn(state_dict, model)
+        except TypeError:  # timm also accepts one-argument filters
+            state_dict = filter_fn(state_dict)
+    cfg = model.pretrained_cfg
+    check_state_dict(model, state_dict, found.describe(), cfg if adapt else None, strict)
+    if adapt:
+        # timm adapts in_chans / num_classes; hand it the tensors already read and checked.
+        sources = dict(source=None, file=None, url=None, hf_hub_id=None, state_dict=state_dict)
+        load_pretrained(
+            model,
+            pretrained_cfg={**cfg, **sources},
+            num_classes=getattr(model, "num_classes", cfg.get("num_classes", 1000)),
+            in_chans=getattr(model, "in_chans", 3),
+            strict=strict,
+        )
+    else:
+        model.load_state_dict(state_dict, strict=strict)
+    if found.weights_file is not None:
+        # Where the loaded weights are (timm's field, dropped on export); config.json beside them.
+        cfg["file"] = str(found.weights_file)
+
+
+def build_pretrained(
+    model_cls: Callable[..., nn.Module],
+    variant: str,
+    *,
+    pretrained_cfg: Any = None,
+    pretrained_cfg_overlay: dict[str, Any] | None = None,
+    cache_dir: str | Path | None = None,
+    revision: str | None = None,
+    pretrained_strict: bool = True,
+    pretrained_filter_fn: Callable[..., dict[str, torch.Tensor]] | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """``timm.models.build_model_with_cfg(..., pretrained=True)`` with the offline-first order.
+
+    The model files call this through ``liteunet.models._pretrained.build_localization_model``,
+    so ``timm.create_model`` and ``liteunet.create_model`` load identically. The weights'
+    ``config.json`` ``model_args`` (other than ``num_classes`` and ``in_chans``, which timm adapts
+    to) are defaults for the model arguments, so a tag trained with another ``theta`` gets it.
+
+    Args:
+        model_cls: the model class.
+        variant: registered architecture name, e.g. ``"lite_unet"``.
+        pretrained_cfg, pretrained_cfg_overlay, cache_dir, pretrained_strict, pretrained_filter_fn:
+            as in ``build_model_with_cfg``.
+        revision: Hub revision instead of the one pinned in ``hf_hub_id``.
+        **kwargs: model arguments.
+
+    Returns:
+        The model with the weights loaded; ``model.pretrained_cfg["file"]`` is the file loaded.
+
+    Raises:
+        PretrainedWeightsError: see :func:`resolve_weights`; also when the file does not fit.
+
+    Example:
+        >>> model = timm.create_model("lite_unet.crc", pretrained=True)  # doctest: +SKIP
+    """
+    cfg = (
+        pretrained_cfg
+        if isinstance(pretrained_cfg, PretrainedCfg)
+        else resolve_pretrained_cfg(
+            variant, pretrained_cfg=pretrained_cfg, pretrained_cfg_overlay=pretrained_cfg_overlay
+        )
+    )
+    if revision:
+        cfg = with_revision(cfg, revision, pretrained_name(variant, cfg))
+    if cfg.url and not (cfg.file or cfg.hf_hub_id or cfg.state_dict is not None):
+        # A URL the user set: timm downloads it and reads it with weights_only=True.
+        return build_model_with_cfg(
+            model_cls,
+            variant,
+            True,
+            pretrained_cfg=cfg.to_dict(),
+            cache_dir=cache_dir,
+            pretrained_strict=pretrained_strict,
+            pretrained_filter_fn=pretrained_filter_fn,
+            **kwargs,
+        )
+    found = resolve(cfg, variant, cache_dir=cache_dir)
+    model_args = found.config.get("model_args")
+    if isinstance(model_args, dict) and model_args:
+        # num_classes / in_chans come from the pretrained_cfg or the caller, and timm adapts the
+        # weights to them; a file that disagrees with its tag fails the shape check instead.
+        for key, value in model_args.items():
+            if key not in ("num_classes", "in_chans"):
+                kwargs.setdefault(key, value)
+        kwargs.setdefault("pretrained_model_args", dict(model_args))
+    cfg = dataclasses.replace(cfg, state_dict=None)  # the tensors stay out of model.pretrained_cfg
+    model = build_model_with_cfg(
+        model_cls, variant, False, pretrained_cfg=cfg.to_dict(), cache_dir=cache_dir, **kwargs
+    )
+    _load_into(model, found, strict=pretrained_strict, filter_fn=pretrained_filter_fn)
+    return model
+
+
+def load_weights_file(model: nn.Module, path: str | Path, strict: bool = True) -> None:
+    """Load a weights file or folder the user names into ``model``, checked first.
+
+    ``liteunet.create_model(..., checkpoint_path=...)`` uses this. ``.safetensors`` is read with
+    safetensors, anything else with ``torch.load(weights_only=True)``; a ``config.json`` beside
+    the file must name the model's architecture; names and shapes must fit exactly.
+
+    Args:
+        model: a zoo model (or any module).
+        path: ``.safetensors``, ``.pth``/``.bin`` file, or a weights folder.
+        strict: every tensor of the model must be in the file.
+
+    Raises:
+        PretrainedWeightsError: the file is missing, unreadable, refused, or does not fit.
+
+    Example:
+        >>> model = liteunet.create_model("lite_unet")  # doctest: +SKIP
+        >>> load_weights_file(model, "runs/exp1/model.safetensors")  # doctest: +SKIP
+    """
+    expected = (getattr(model, "pretrained_cfg", None) or {}).get("architecture")
+    found = open_local(Path(path), expected, need_weights=True)
+    _load_into(model, found, strict=strict, adapt=False)
