@@ -13,12 +13,11 @@ A run writes into ``out_dir``:
 - ``log.csv`` / ``log.jsonl``: one row per epoch; ``curves.png`` when matplotlib is installed.
 
 Multi-process training uses torch's standard engine: launch with
-``torchrun --nproc_per_node N -m liteunet.train ...`` (gloo on CPU, nccl on CUDA).
+``torchrun --nproc_per_node N -m liteunet train ...`` (gloo on CPU, nccl on CUDA).
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import functools
 import json
@@ -53,7 +52,7 @@ from .evaluate import (
     settings_score_table,
 )
 
-__all__ = ["TrainConfig", "PRESETS", "train", "save_weights", "main"]
+__all__ = ["CHECKPOINT_BY", "PRESETS", "TrainConfig", "save_weights", "train"]
 
 _logger = logging.getLogger(__name__)
 
@@ -499,70 +498,10 @@ def _hardware(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {threads} thread{'s' if threads > 1 else ''}"
 
 
-# --- command line -------------------------------------------------------------------------------
+if __name__ == "__main__":  # pragma: no cover - `python -m liteunet.train ...`, kept working
+    import os
+    import sys
 
-
-def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``liteunet train`` options (shared with ``python -m liteunet.train``)."""
-    parser.add_argument("datasets", nargs="+", help="shared data set names (crc, mbm, bbbc039, vgg_cells, adi, bcdata) or folders of images with CSV points")
-    parser.add_argument("-o", "--out-dir", default="runs/lite_unet", help="run folder: checkpoints, best weights, logs")
-    parser.add_argument("--model", default="lite_unet", help="model name (default lite_unet)")
-    parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS), help="recipe: 'paper' (MSE, Adam 1e-4, batch 12, flips, 512px) or 'cpu' (default)")
-    parser.add_argument("--pretrained", help="fine-tune from a pretrained tag or a weights folder")
-    parser.add_argument("--val-datasets", nargs="+", help="validation sets (default: the validation split of each training set)")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--crop-size", type=int)
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--amp", choices=["off", "bf16", "fp16"], help="autocast dtype (default from the preset)")
-    parser.add_argument("--augment", choices=["paper", "full", "none"])
-    parser.add_argument("--sigma", type=float, default=2.0, help="Gaussian target width in pixels (default 2)")
-    parser.add_argument("--model-args", type=json.loads, default={}, help="extra model arguments as JSON, e.g. '{\"theta\": 0.4}'")
-    parser.add_argument("--num-classes", type=int, default=1)
-    parser.add_argument("--in-chans", type=int, default=3)
-    parser.add_argument(
-        "--samples-per-epoch", nargs="+", type=_samples_argument, metavar="N|SET=N",
-        help="random crops per data set per epoch; SET=N sets one data set's count (e.g. 128 crc=384)",
-    )
-    parser.add_argument("--val-max-images", type=int, help="validate on at most this many images per set")
-    parser.add_argument(
-        "--checkpoint-by", choices=list(CHECKPOINT_BY),
-        help="keep the checkpoint that scores best with one setting for all sets ('shared', default) or with each set's own ('per-dataset')",
-    )
-    parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
-    parser.add_argument("--time-limit", type=float, dest="time_limit_min", help="stop at the first epoch end after this many minutes (counted over resumes)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=0, dest="num_workers", help="DataLoader workers")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--no-resume", dest="resume", action="store_false", help="start over even if OUT_DIR/last.pt exists")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
-
-
-def _samples_argument(text: str) -> tuple[str, int]:
-    name, _, count = text.rpartition("=")
-    try:
-        return name or "*", int(count)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or SET=N, got {text!r}") from None
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    names = {f.name for f in fields(TrainConfig)}
-    if args.samples_per_epoch:
-        counts = dict(args.samples_per_epoch)
-        args.samples_per_epoch = counts["*"] if list(counts) == ["*"] else counts
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names and (v is not None or k == "pretrained")})
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m liteunet.train", description=__doc__.split("\n\n")[0])
-    add_train_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    best = train(config_from_args(args))
-    print(json.dumps({k: v for k, v in best.items() if not k.startswith("val/") or "mean" in k}, indent=2))
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    # The command line is `liteunet train`; hand over to it (environment, and so torchrun's rank
+    # variables, kept) rather than import the CLI into a library module.
+    os.execv(sys.executable, [sys.executable, "-m", "liteunet", "train", *sys.argv[1:]])

@@ -57,3 +57,53 @@ def test_every_command_explains_its_options(command, capsys):
 def test_entry_point_runs_as_module():
     proc = subprocess.run([sys.executable, "-m", "liteunet", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.startswith("liteunet ")
+
+
+# --- start-up: the command answers --version and --help without loading torch -----------------
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["localize", "--help"], ["bench", "--help"]])
+def test_version_and_help_do_not_import_torch(argv):
+    """``liteunet --version`` and ``--help`` import no torch (they took ~7 s when they did)."""
+    code = (
+        "import sys, runpy; sys.argv = ['liteunet'] + sys.argv[1:]\n"
+        "try:\n    runpy.run_module('liteunet', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "print('TORCH_LOADED' if 'torch' in sys.modules else 'NO_TORCH')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "NO_TORCH", out.stdout + out.stderr
+
+
+def test_the_console_script_name_defers_the_zoo_and_python_gets_it_at_once():
+    probe = "import sys, liteunet; print('models' in vars(liteunet), 'torch' in sys.modules)"
+    as_user = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert as_user.stdout.split() == ["True", "True"]  # `import liteunet` registers the zoo in timm
+    as_command = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.argv = ['/usr/bin/liteunet']; " + probe.replace("import sys, ", "import ")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert as_command.stdout.split() == ["False", "False"]
+    lazily = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.argv = ['/usr/bin/liteunet']; import liteunet, timm; "
+         "print(type(liteunet.create_model('lite_unet')).__name__, 'lite_unet' in timm.list_models())"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert lazily.stdout.split() == ["LiteUNet", "True"]
+
+
+def test_parser_choices_match_the_library():
+    """The command keeps a few library constants by value so that --help needs no torch."""
+    from liteunet import inference, train
+    from liteunet.bench import FORMS, THROUGHPUT_FORMS
+    from liteunet.cli import bench as bench_cli
+    from liteunet.cli import evaluate as eval_cli
+    from liteunet.cli import localize as localize_cli
+    from liteunet.cli import train as train_cli
+    from liteunet.localization import tiling
+
+    assert set(localize_cli.TTA_CHOICES) == set(eval_cli.TTA_CHOICES) == set(inference.TTA_MODES)
+    assert (localize_cli.DEFAULT_TILE_SIZE, localize_cli.DEFAULT_OVERLAP) == (tiling.DEFAULT_TILE_SIZE, tiling.DEFAULT_OVERLAP)
+    assert (localize_cli.CPU_TILE_SIZE, localize_cli.CPU_OVERLAP) == (tiling.CPU_TILE_SIZE, tiling.CPU_OVERLAP)
+    assert bench_cli.FORMS == FORMS and bench_cli.THROUGHPUT_FORMS == THROUGHPUT_FORMS
+    assert set(train_cli.PRESET_NAMES) == set(train.PRESETS) and train_cli.CHECKPOINT_CHOICES == train.CHECKPOINT_BY

@@ -35,6 +35,10 @@ def test_zoo_is_registered_in_timm():
     assert {"lite_unet.multi", "lite_unet.crc", "lite_unet.ki67"} <= set(tagged)  # reserved weight tags
 
 
+def test_every_model_has_a_paper_size_target():
+    assert set(SIZE_TARGETS) == set(MODELS)
+
+
 @pytest.mark.parametrize("name", sorted(SIZE_TARGETS))
 def test_sizes_reproduce_paper_tables(name):
     params_m, p_tol, gmacs, m_tol = SIZE_TARGETS[name]
@@ -169,28 +173,36 @@ def test_save_for_hf_round_trip(tmp_path):
         assert torch.equal(loaded(x), model(x))
 
 
-def test_capability_flags_and_reset_classifier():
-    model = liteunet.create_model("lite_unet")
-    assert isinstance(model, LocalizationModel)
-    assert model.supports_jit_trace and model.supports_compile and model.supports_export
-    assert model.num_features == 28 and model.get_classifier() is model.head
+@pytest.mark.parametrize("name", MODELS)
+def test_reset_classifier(name):
+    model = liteunet.create_model(name)
+    assert isinstance(model, LocalizationModel) and model.get_classifier() is model.head
+    assert model.num_features == model.head.in_channels
     model.reset_classifier(2)
     assert model.num_classes == 2 and model.eval()(torch.rand(1, 3, 16, 16)).shape[1] == 2
 
 
 @pytest.mark.slow
-def test_lite_unet_trace_compile_export():
-    model = liteunet.create_model("lite_unet").eval()
+@pytest.mark.parametrize("name", MODELS)
+def test_trace_compile_export_where_the_model_says_it_can(name):
+    """Each form a model's capability flags promise is run and compared; the others are skipped."""
+    model = liteunet.create_model(name).eval()
+    flags = {f: getattr(model, f) for f in ("supports_jit_trace", "supports_compile", "supports_export")}
+    if not any(flags.values()):
+        pytest.skip(f"{name} claims no traced, compiled or exported form")
     x, x2 = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 96, 80)
     with torch.no_grad():
         ref = model(x2)
-        torch.testing.assert_close(torch.jit.trace(model, x)(x2), ref)
-        compiled = torch.compile(model, fullgraph=True, backend="eager", dynamic=True)
-        torch.testing.assert_close(compiled(x2), ref)
-    h, w = torch.export.Dim("h", min=1, max=128), torch.export.Dim("w", min=1, max=128)
-    exported = torch.export.export(model, (x,), dynamic_shapes=({2: 16 * h, 3: 16 * w},))
-    with torch.no_grad():
-        torch.testing.assert_close(exported.module()(x2), ref)
+        if flags["supports_jit_trace"]:
+            torch.testing.assert_close(torch.jit.trace(model, x)(x2), ref)
+        if flags["supports_compile"]:
+            compiled = torch.compile(model, fullgraph=True, backend="eager", dynamic=True)
+            torch.testing.assert_close(compiled(x2), ref)
+    if flags["supports_export"]:
+        h, w = torch.export.Dim("h", min=1, max=128), torch.export.Dim("w", min=1, max=128)
+        exported = torch.export.export(model, (x,), dynamic_shapes=({2: 16 * h, 3: 16 * w},))
+        with torch.no_grad():
+            torch.testing.assert_close(exported.module()(x2), ref)
 
 
 def test_training_step_updates_every_parameter():

@@ -17,7 +17,8 @@ from PIL import Image
 import liteunet
 from liteunet.data import gaussian_target, load_folder
 from liteunet.evaluate import LocalizationSettings, evaluate_maps, select_settings, selection_score
-from liteunet.train import TrainConfig, _crops_per_set, _epoch_indices, add_train_arguments, config_from_args, train
+from liteunet.cli.train import add_train_arguments, config_from_args
+from liteunet.train import TrainConfig, _crops_per_set, _epoch_indices, train
 
 TINY = {"widths": [8, 8, 16, 16, 16]}
 
@@ -316,7 +317,7 @@ def test_torchrun_ddp_two_cpu_processes_agree(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-        "-m", "liteunet.train", str(data), "-o", str(out), "--epochs", "1", "--batch-size", "2",
+        "-m", "liteunet", "train", str(data), "-o", str(out), "--epochs", "1", "--batch-size", "2",
         "--crop-size", "32", "--samples-per-epoch", "8", "--model-args", json.dumps(TINY), "--no-progress",
         "--device", "cpu",
     ]

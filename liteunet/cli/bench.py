@@ -7,13 +7,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from ..bench import FORMS, THROUGHPUT_FORMS, latency, run_benchmark, run_throughput, throughput_markdown, to_markdown
-from ..bench.report import print_table
+#: ``liteunet.bench.FORMS`` and ``THROUGHPUT_FORMS``, so ``--help`` needs no torch (tests/test_cli.py checks).
+FORMS = ("unet", "eager", "fused", "fused_cl", "compiled", "bf16", "bf16_compiled", "onnx", "onnx_int8", "smp_unet_resnet34")
+THROUGHPUT_FORMS = ("eager", "compiled", "cudagraphs")
+DESCRIPTION = (
+    "One process, one input, one thread count: each form is timed in turn, round after round, so slow "
+    "drifts of a shared machine hit all of them alike, and the medians are compared as ratios within the run."
+)
 
 
 def _cmd_throughput(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..bench import run_throughput, throughput_markdown
+
     if args.threads:
         torch.set_num_threads(args.threads)
     result = run_throughput(
@@ -34,6 +41,9 @@ def _cmd_throughput(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..bench import run_benchmark, to_markdown  # loads torch: only when the command runs
+    from ..bench.report import print_table
+
     if args.throughput:
         return _cmd_throughput(args)
     forms = tuple(args.forms) if args.forms else FORMS
@@ -59,7 +69,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "bench",
         help="time every inference form of lite_unet against the unet baseline, side by side",
-        description=latency.__doc__.split("\n\n")[1].replace("\n", " "),
+        description=DESCRIPTION,
     )
     p.add_argument("--weights", default="lite_unet.multi", help="pretrained tag or weights folder (default lite_unet.multi)")
     p.add_argument("--size", type=int, default=512, help="image side (default 512)")

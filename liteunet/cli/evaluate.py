@@ -5,12 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .._device import resolve_device
-from ..data import load_split, split_label
-from ..evaluate import LocalizationSettings, evaluate, write_report
-from ..inference import TTA_MODES
-from ..models import load_model
-from ..pretrained import load_localization_settings, resolve_settings
+#: ``liteunet.inference.TTA_MODES`` by name, so ``--help`` needs no torch (tests/test_cli.py checks).
+TTA_CHOICES = ("d4", "flips")
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -28,7 +24,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, help="peak threshold (default: stored with the weights)")
     p.add_argument("--min-distance", type=int, help="peak minimum distance (default: stored with the weights)")
     p.add_argument(
-        "--tta", choices=sorted(TTA_MODES),
+        "--tta", choices=TTA_CHOICES,
         help="test-time augmentation: average each map over 4 flips or 8 flips and rotations (uses the "
         "settings stored for that mode, when the weights have them)",
     )
@@ -47,6 +43,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Loads torch: only when the command runs.
+    from .._device import resolve_device
+    from ..data import load_split, split_label
+    from ..evaluate import LocalizationSettings, evaluate, write_report
+    from ..models import load_model
+    from ..pretrained import load_localization_settings, resolve_settings
+
     model = load_model(args.model, **({} if args.min_input_size is None else {"min_input_size": args.min_input_size}))
     stored = load_localization_settings(model)
 

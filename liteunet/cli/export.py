@@ -7,9 +7,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..inference import OnnxModel, calibration_images, default_calibration_images, export_onnx, quantize_onnx
-from ..models import load_model
-
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser(
@@ -41,6 +38,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Loads torch (and the ONNX packages): only when the command runs.
+    from ..inference import OnnxModel, calibration_images, default_calibration_images, export_onnx, quantize_onnx
+    from ..models import load_model
+
     model = load_model(args.model)
     out = Path(args.output)
     if not args.int8:

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
-
-from ..complexity import count_macs, count_params
-from ..models import create_model, list_models
-from ..pretrained import PretrainedWeightsError, load_localization_settings
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -18,19 +15,37 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Print a model's parameter count, multiply-accumulates (the paper's 'GFLOPs') "
         "for one image of the given size, and its pretrained tags.",
     )
-    p.add_argument("model", help="model name, e.g. lite_unet or unet")
+    p.add_argument("model", help="model name (lite_unet, unet), pretrained tag (lite_unet.ki67), weights folder or file")
     p.add_argument("--size", type=int, nargs="+", default=[512], metavar="PX", help="image size: H [W] (default 512)")
-    p.add_argument("--in-chans", type=int, default=3, help="image channels (default 3)")
-    p.add_argument("--num-classes", type=int, default=1, help="location maps out (default 1)")
+    p.add_argument("--in-chans", type=int, help="image channels (default: the weights', else 3)")
+    p.add_argument("--num-classes", type=int, help="location maps out (default: the weights', else 1)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    model = create_model(args.model, in_chans=args.in_chans, num_classes=args.num_classes)
+    # Loads torch: only when the command runs.
+    from ..complexity import count_macs, count_params
+    from ..models import create_model, is_model, list_models
+    from ..pretrained import PretrainedWeightsError, load_localization_settings
+    from ..pretrained.settings import weights_config_for
+
+    # A tag, folder or file: the architecture and its arguments as the weights store them.
+    weights = Path(args.model).exists() or ("." in args.model and ":" not in args.model and is_model(args.model))
+    config: dict[str, Any] = {}
+    if weights:
+        try:
+            config = weights_config_for(args.model)[0]
+        except PretrainedWeightsError as err:
+            print(f"liteunet info: the weights' config.json is not available ({err}); showing the architecture's defaults")
+    architecture = config.get("architecture") or args.model.split(".")[0]
+    model_args = {k: v for k, v in (config.get("model_args") or {}).items() if k not in ("num_classes", "in_chans")}
+    in_chans = args.in_chans or config.get("in_chans") or (config.get("model_args") or {}).get("in_chans") or 3
+    num_classes = args.num_classes or config.get("num_classes") or (config.get("model_args") or {}).get("num_classes") or 1
+    model = create_model(architecture, in_chans=in_chans, num_classes=num_classes, **model_args)
     size = (model.in_chans, args.size[0], args.size[1] if len(args.size) > 1 else args.size[0])
-    base = args.model.split(".")[0]
+    base = architecture
     info = {
         "model": args.model,
         "class": type(model).__name__,
@@ -41,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         "num_classes": model.num_classes,
         "pretrained_tags": [n for n in list_models(base, pretrained=True) if n.split(".")[0] == base],
     }
-    if "." in args.model:  # a pretrained tag: the localization settings stored with its weights
+    if weights:  # the localization settings stored with the weights
         try:
             info["localization"] = load_localization_settings(args.model)
         except PretrainedWeightsError as err:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..models import list_models
-
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("list", help="list the models of the zoo", description="List the models of the zoo.")
@@ -17,6 +15,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..models import list_models  # loads torch: only when the command runs
+
     names = list_models(args.filter, pretrained=args.pretrained)
     print("\n".join(names) if names else "(no models match)")
     return 0

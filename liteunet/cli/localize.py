@@ -7,12 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
-from .. import io_formats
-from ..inference import TTA_MODES
-from ..localization import CPU_OVERLAP, CPU_TILE_SIZE, DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, LocalizationResult, Localizer
-from ..localization.inputs import display_image, expand_inputs, named_error
+#: Library defaults by value, so ``--help`` needs no torch (tests/test_cli.py checks they match
+#: ``liteunet.localization.tiling`` and ``liteunet.inference.TTA_MODES``).
+DEFAULT_TILE_SIZE, DEFAULT_OVERLAP, CPU_TILE_SIZE, CPU_OVERLAP = 1024, 256, 512, 128
+TTA_CHOICES = ("d4", "flips")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -67,7 +65,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slow first tile)")
     p.add_argument(
         "--tta",
-        choices=sorted(TTA_MODES),
+        choices=TTA_CHOICES,
         help="test-time augmentation: average the map over 4 flips or all 8 flips and rotations (d4); 4x / 8x slower",
     )
     p.add_argument(
@@ -113,6 +111,13 @@ def _output_stem(name: str, used: set[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Loads torch: only when the command runs.
+    from tqdm.auto import tqdm
+
+    from .. import io_formats
+    from ..localization import LocalizationResult, Localizer
+    from ..localization.inputs import display_image, expand_inputs, named_error
+
     formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
     unknown = [f for f in formats if f not in io_formats.POINT_FORMATS]
     if unknown or not formats:

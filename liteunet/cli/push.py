@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..publish import push_weights_folder
-
 
 def run(args: argparse.Namespace) -> int:
+    from ..publish import push_weights_folder  # loads torch: only when the command runs
+
     push_weights_folder(
         args.folder,
         args.repo_id,

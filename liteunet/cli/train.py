@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
+from dataclasses import fields
 from typing import Any
 
-from ..train import add_train_arguments, config_from_args, train
+#: ``liteunet.train.PRESETS`` and ``CHECKPOINT_BY`` by name, so ``--help`` needs no torch
+#: (tests/test_cli.py checks they match).
+PRESET_NAMES = ("cpu", "paper")
+CHECKPOINT_CHOICES = ("shared", "per-dataset")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -22,7 +25,66 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``liteunet train`` options."""
+    parser.add_argument("datasets", nargs="+", help="shared data set names (crc, mbm, bbbc039, vgg_cells, adi, bcdata) or folders of images with CSV points")
+    parser.add_argument("-o", "--out-dir", default="runs/lite_unet", help="run folder: checkpoints, best weights, logs")
+    parser.add_argument("--model", default="lite_unet", help="model name (default lite_unet)")
+    parser.add_argument("--preset", default="cpu", choices=PRESET_NAMES, help="recipe: 'paper' (MSE, Adam 1e-4, batch 12, flips, 512px) or 'cpu' (default)")
+    parser.add_argument("--pretrained", help="fine-tune from a pretrained tag or a weights folder")
+    parser.add_argument("--val-datasets", nargs="+", help="validation sets (default: the validation split of each training set)")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--crop-size", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--amp", choices=["off", "bf16", "fp16"], help="autocast dtype (default from the preset)")
+    parser.add_argument("--augment", choices=["paper", "full", "none"])
+    parser.add_argument("--sigma", type=float, default=2.0, help="Gaussian target width in pixels (default 2)")
+    parser.add_argument("--model-args", type=json.loads, default={}, help="extra model arguments as JSON, e.g. '{\"theta\": 0.4}'")
+    parser.add_argument("--num-classes", type=int, default=1)
+    parser.add_argument("--in-chans", type=int, default=3)
+    parser.add_argument(
+        "--samples-per-epoch", nargs="+", type=_samples_argument, metavar="N|SET=N",
+        help="random crops per data set per epoch; SET=N sets one data set's count (e.g. 128 crc=384)",
+    )
+    parser.add_argument("--val-max-images", type=int, help="validate on at most this many images per set")
+    parser.add_argument(
+        "--checkpoint-by", choices=CHECKPOINT_CHOICES,
+        help="keep the checkpoint that scores best with one setting for all sets ('shared', default) or with each set's own ('per-dataset')",
+    )
+    parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
+    parser.add_argument("--time-limit", type=float, dest="time_limit_min", help="stop at the first epoch end after this many minutes (counted over resumes)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=0, dest="num_workers", help="DataLoader workers")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--no-resume", dest="resume", action="store_false", help="start over even if OUT_DIR/last.pt exists")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def _samples_argument(text: str) -> tuple[str, int]:
+    name, _, count = text.rpartition("=")
+    try:
+        return name or "*", int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or SET=N, got {text!r}") from None
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`liteunet.train.TrainConfig` the parsed options describe."""
+    from ..train import TrainConfig
+
+    names = {f.name for f in fields(TrainConfig)}
+    if args.samples_per_epoch:
+        counts = dict(args.samples_per_epoch)
+        args.samples_per_epoch = counts["*"] if list(counts) == ["*"] else counts
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names and (v is not None or k == "pretrained")})
+
+
 def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from ..train import train  # loads torch: only when the command runs
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     best = train(config_from_args(args))
     print(json.dumps({k: v for k, v in best.items() if not k.startswith("val/") or "mean" in k}, indent=2))

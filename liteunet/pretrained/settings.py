@@ -32,6 +32,7 @@ __all__ = [
     "resolve_settings",
     "settings_for_mode",
     "settings_tuned_for",
+    "weights_config_for",
     "weights_config_of",
 ]
 
@@ -180,17 +181,30 @@ def load_localization_settings(
     """
     if isinstance(model_or_name, nn.Module):
         return checked_settings(*weights_config_of(model_or_name))
-    path = Path(model_or_name)
+    return checked_settings(*weights_config_for(model_or_name, cache_dir=cache_dir))
+
+
+def weights_config_for(
+    name_or_path: str | Path, cache_dir: str | Path | None = None
+) -> tuple[dict[str, Any], Path | None]:
+    """The ``config.json`` of a pretrained tag, a weights folder or a weights file, and where it is.
+
+    A tag is resolved like its weights (config only: nothing large is downloaded). A model name
+    without published weights, or a path without a ``config.json``, gives ``({}, None)``.
+
+    Example:
+        >>> weights_config_for("lite_unet.ki67")[0]["num_classes"]  # doctest: +SKIP
+        2
+    """
+    path = Path(name_or_path)
     if path.exists():
-        config_file = (
-            path if path.is_file() and path.name.endswith(".json") else config_beside(path)
-        )
-        return checked_settings(read_config(config_file) if config_file else {}, config_file)
-    variant, cfg = cfg_for_name(str(model_or_name))
+        config_file = path if path.is_file() and path.name.endswith(".json") else config_beside(path)
+        return (read_config(config_file) if config_file else {}), config_file
+    variant, cfg = cfg_for_name(str(name_or_path))
     if not (cfg.has_weights or cfg.state_dict is not None):
-        return dict(DEFAULT_LOCALIZATION)
+        return {}, None
     found = resolve(cfg, variant, cache_dir=cache_dir, need_weights=False)
-    return checked_settings(found.config, found.config_file)
+    return found.config, found.config_file
 
 
 def settings_for_mode(stored: dict[str, Any], mode: str | None) -> dict[str, Any]:
