@@ -102,13 +102,15 @@ def write_csv(result: LocalizationResult, path: PathLike) -> Path:
     """One row per point: ``x, y, score, label, class`` (readable by ``read_csv_points``).
 
     ``x``, ``y`` are input pixels, ``(0, 0)`` the centre of the top-left pixel; ``label`` the
-    class index, ``class`` its name.
+    class index, ``class`` its name. A first line starting with ``#`` says what made the points
+    (:attr:`LocalizationResult.provenance`; pandas: ``read_csv(path, comment="#")``).
 
     Example:
         >>> write_csv(res, "cells.csv")  # doctest: +SKIP
     """
     path = _parent(path)
     with open(path, "w", newline="", encoding="utf-8") as f:
+        f.write(f"# {result.provenance}\n")
         writer = csv.writer(f)
         writer.writerow(["x", "y", "score", "label", "class"])
         for (x, y), s, lab in zip(
@@ -174,7 +176,17 @@ def to_geojson(result: LocalizationResult, pixel_offset: float = 0.5) -> dict[st
             result.xy.tolist(), result.scores.tolist(), result.labels.tolist()
         )
     ]
-    return {"type": "FeatureCollection", "features": features}
+    # A foreign member (RFC 7946, 6.1): QuPath reads the features and leaves it alone.
+    return {"type": "FeatureCollection", "liteunet": _provenance(result), "features": features}
+
+
+def _provenance(result: LocalizationResult) -> dict[str, Any]:
+    s = result.settings
+    return {
+        "liteunet_version": s.get("liteunet_version"),
+        "weights": s.get("weights"),
+        "settings": {k: s[k] for k in ("threshold", "min_distance", "tta", "tuned_for", "precision", "scale") if k in s},
+    }
 
 
 def write_geojson(result: LocalizationResult, path: PathLike, pixel_offset: float = 0.5) -> Path:

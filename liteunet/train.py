@@ -196,6 +196,11 @@ def save_weights(
     if extra:
         config.update(extra)
     config_path.write_text(json.dumps(config, indent=2) + "\n")
+    # safetensors writes through a private temporary file (mode 0600); weights are meant to be
+    # shared, so give the file the permissions any other new file gets here.
+    umask = os.umask(0)
+    os.umask(umask)
+    (folder / "model.safetensors").chmod(0o666 & ~umask)
     return folder
 
 
@@ -396,7 +401,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 last_path.with_suffix(".tmp"),
             )
             os.replace(last_path.with_suffix(".tmp"), last_path)  # never leave a half-written checkpoint
-            _logger.info("epoch %d: %s", epoch + 1, {k: v for k, v in row.items() if "/" not in k or k.startswith("val/mean")})
+            _logger.info("%s", epoch_line(row, cfg.epochs))
         if distributed:
             dist.barrier()
         if stop:
@@ -435,6 +440,25 @@ def _check_replicas_agree(model: nn.Module, out: Path, is_main: bool) -> None:
         (out / "ddp_check.json").write_text(json.dumps({"param_checksums": values}))
     if max(values) - min(values) > 1e-9 * max(abs(v) for v in values):
         raise RuntimeError(f"DDP replicas diverged: parameter checksums {values}")
+
+
+def epoch_line(row: dict[str, Any], epochs: int) -> str:
+    """One readable log line for an epoch: loss, validation F1 per set, time.
+
+    Example:
+        >>> epoch_line({"epoch": 3, "train_loss": 0.0123, "lr": 1e-4, "minutes": 2.5,
+        ...             "val/crc/f1@10": 0.8123, "val/mean_score": 0.8123}, 30)
+        'epoch 3/30: loss 0.0123, lr 0.0001, F1@10 crc 0.812, score 0.812, 2.5 min'
+    """
+    f1 = ", ".join(
+        f"{key.split('/')[1]} {value:.3f}" for key, value in row.items() if key.startswith("val/") and key.endswith("/f1@10")
+    )
+    parts = [f"epoch {row['epoch']}/{epochs}: loss {row['train_loss']:.4g}", f"lr {row['lr']:.3g}"]
+    if f1:
+        parts.append(f"F1@10 {f1}")
+    if "val/mean_score" in row:
+        parts.append(f"score {row['val/mean_score']:.3f}")
+    return ", ".join(parts) + f", {row['minutes']:g} min"
 
 
 def _validate(

@@ -143,7 +143,7 @@ def test_each_tag_names_its_pinned_hub_repository():
         cfg = timm.models.get_pretrained_cfg(name)
         assert cfg.hf_hub_id == f"liteunet/{name}@{REVISION}"
         assert cfg.hf_hub_filename == "model.safetensors"
-    assert _bundled.BUNDLED_TAGS == ("lite_unet.multi",)
+    assert _bundled.BUNDLED_TAGS == ("lite_unet.multi", "lite_unet.crc", "lite_unet.ki67")
     # The default tag is the bundled one.
     assert timm.models.get_pretrained_cfg("lite_unet").tag == "multi"
 
@@ -198,7 +198,7 @@ def test_offline_without_cache_lists_every_source_and_the_fixes(monkeypatch, iso
         "2. Hub cache",
         "is not cached",
         "3. Hub http://127.0.0.1:9: skipped, HF_HUB_OFFLINE is set",
-        "4. bundled copy: only the registered default weights (lite_unet.multi)",
+        "4. bundled copy: no bundled weights in this install",
         "pretrained_cfg_overlay=dict(file=",
         f"hf download liteunet/lite_unet.crc --revision {REVISION}",
         "set HF_HUB_OFFLINE=1",
@@ -290,15 +290,18 @@ def test_bundled_default_weights_when_the_hub_fails(
 ):
     shutil.copytree(folders["multi"], isolated / "bundled" / "lite_unet.multi")
     fake_hub.fault("liteunet/lite_unet.multi", "*", "500")
-    with caplog.at_level(logging.WARNING, logger="liteunet.pretrained"):
+    monkeypatch.setattr("liteunet.pretrained.resolve._ANNOUNCED", set())
+    with caplog.at_level(logging.INFO, logger="liteunet.pretrained"):
         model = liteunet.create_model("lite_unet", pretrained=True)
-    assert _digest(model) == _digest(_seeded("lite_unet.multi", 4))
-    lines = [r.getMessage() for r in caplog.records if "bundled" in r.getMessage()]
-    assert len(lines) == 1 and "'lite_unet.multi' weights bundled with liteunet" in lines[0]
-    assert "\n" not in lines[0]
+        again = liteunet.create_model("lite_unet", pretrained=True)
+    assert _digest(model) == _digest(_seeded("lite_unet.multi", 4)) == _digest(again)
+    lines = [r for r in caplog.records if "bundled" in r.getMessage()]
+    # Said once per process, at INFO: the bundled copy is the weights that were asked for.
+    assert len(lines) == 1 and "'lite_unet.multi' weights bundled with liteunet" in lines[0].getMessage()
+    assert lines[0].levelno == logging.INFO and "\n" not in lines[0].getMessage()
     # Only for the registered default: not for another repository or revision of it.
     with pytest.raises(
-        PretrainedWeightsError, match="4. bundled copy: only the registered default"
+        PretrainedWeightsError, match="4. bundled copy: only the registered weights of the zoo's tags"
     ):
         liteunet.create_model("lite_unet", pretrained=True, revision="v9")
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
@@ -587,8 +590,8 @@ def test_wheel_carries_default_weights_and_loads_them_offline(folders, tmp_path)
         if (ROOT / name).exists():
             shutil.copy(ROOT / name, src / name)
     shutil.copytree(folders["multi"], src / "weights" / "lite_unet.multi")
-    # not bundled: not the default
     shutil.copytree(folders["crc"], src / "weights" / "lite_unet.crc")
+    # lite_unet.ki67 left out: the wheel is built with what weights/ holds
 
     dist = tmp_path / "dist"
     run = dict(capture_output=True, text=True, timeout=240)
@@ -602,13 +605,15 @@ def test_wheel_carries_default_weights_and_loads_them_offline(folders, tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     bundled = sorted(n for n in names if "/_bundled_weights/" in n)
     assert bundled == [
-        f"liteunet/_bundled_weights/lite_unet.multi/{f}"
+        f"liteunet/_bundled_weights/{tag}/{f}"
+        for tag in ("lite_unet.crc", "lite_unet.multi")
         for f in ("README.md", "config.json", "model.safetensors")
     ]
     with tarfile.open(sdist) as tar:
         in_sdist = [n for n in tar.getnames() if "/weights/" in n]
     assert any(n.endswith("weights/lite_unet.multi/model.safetensors") for n in in_sdist)
-    assert not any("lite_unet.crc" in n for n in in_sdist)
+    assert any(n.endswith("weights/lite_unet.crc/model.safetensors") for n in in_sdist)
+    assert not any("lite_unet.ki67" in n for n in in_sdist)
 
     site = tmp_path / "site"
     pip = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", site]
@@ -622,6 +627,8 @@ def test_wheel_carries_default_weights_and_loads_them_offline(folders, tmp_path)
         "h = lambda sd: hashlib.sha256(b''.join(k.encode() + sd[k].contiguous().numpy().tobytes() "
         "for k in sorted(sd))).hexdigest()\n"
         "assert h(m.state_dict()) == h(t.state_dict())\n"
+        "c = liteunet.create_model('lite_unet.crc', pretrained=True)\n"
+        "assert c.pretrained_cfg['file'].endswith('_bundled_weights/lite_unet.crc/model.safetensors')\n"
         "print(h(m.state_dict()))\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "PYTHON"))}

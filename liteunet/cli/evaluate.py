@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 #: ``liteunet.inference.TTA_MODES`` by name, so ``--help`` needs no torch (tests/test_cli.py checks).
@@ -19,7 +20,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("model", help="pretrained tag (lite_unet.crc) or a weights folder (runs/x/best)")
     p.add_argument("datasets", nargs="+", help="shared data set names, or folders of images with CSV points")
-    p.add_argument("--split", default="validation", help="split to evaluate (default validation)")
+    p.add_argument(
+        "--split", choices=("train", "validation", "all"),
+        help="split to evaluate (default: a folder of your own is scored whole ('all'); a shared data set, its validation split)",
+    )
     p.add_argument("-o", "--out-dir", default="eval", help="folder for the CSV and JSON reports")
     p.add_argument("--threshold", type=float, help="peak threshold (default: stored with the weights)")
     p.add_argument("--min-distance", type=int, help="peak minimum distance (default: stored with the weights)")
@@ -66,8 +70,9 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model.to(device)
     for name in args.datasets:
+        split = args.split or ("all" if Path(name).is_dir() else "validation")
         report = evaluate(
-            model, load_split(name, args.split), settings[name], dataset=split_label(name), device=device, tta=args.tta
+            model, load_split(name, split), settings[name], dataset=split_label(name), device=device, tta=args.tta
         )
         if args.tuned_for:
             report.summary["tuned_for"] = split_label(name) if args.tuned_for == "each" else args.tuned_for
@@ -77,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             [f"settings tuned for {s['tuned_for']}"] if "tuned_for" in s else []
         )
         print(
-            f"{split_label(name)}/{args.split}{' (' + ', '.join(how) + ')' if how else ''}: F1@5 {s['f1@5']:.3f}  F1@10 {s['f1@10']:.3f}  "
+            f"{split_label(name)}/{split}{' (' + ', '.join(how) + ')' if how else ''}: F1@5 {s['f1@5']:.3f}  F1@10 {s['f1@10']:.3f}  "
             f"P@10 {s['precision@10']:.3f}  R@10 {s['recall@10']:.3f}  MAE {s['mae']:.2f}  RMSE {s['rmse']:.2f}"
             + (f"  Ki-67 index error {s['positive_index_error']:.2f} pts" if "positive_index_error" in s else "")
         )

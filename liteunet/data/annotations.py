@@ -290,7 +290,8 @@ def read_csv_points(
     if not path.exists():
         raise FileNotFoundError(f"points file not found: {path}")
     with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: tolerate Excel's BOM
-        reader = csv.reader(f)
+        # Lines starting with '#' are comments (liteunet's own CSVs say what made them there).
+        reader = csv.reader(line for line in f if not line.startswith("#"))
         header = next(reader, None)
         if header is None:
             raise ValueError(f"{path} is empty: expected a header line 'x,y'")

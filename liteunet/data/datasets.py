@@ -346,20 +346,25 @@ def load_split(name_or_folder: str, split: str, root: str | os.PathLike | None =
     """One split of a shared data set (by name) or of a folder of your own images.
 
     A folder has no split of its own: every fifth image (in file order) is held out for
-    ``validation``, the rest is ``train``; fixed, so runs stay comparable.
+    ``validation``, the rest is ``train``; fixed, so runs stay comparable. ``"all"`` is every
+    image (of a folder: a test set scored whole; of a shared set: train and validation).
 
     Args:
         name_or_folder: a name from :func:`list_datasets`, or a folder for :func:`load_folder`.
-        split: ``"train"`` or ``"validation"``.
+        split: ``"train"``, ``"validation"`` or ``"all"``.
         root: the shared data sets' root (names only).
 
     Returns:
         The samples; points (N, 2) as (x, y) pixel coordinates.
     """
+    if split == "all":
+        if _is_folder(name_or_folder):
+            return load_folder(name_or_folder)
+        return [s for part in SPLITS for s in load_dataset(name_or_folder, part, root)]
     if not _is_folder(name_or_folder):
         return load_dataset(name_or_folder, split, root)
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; use one of {list(SPLITS)}")
+        raise ValueError(f"unknown split {split!r}; use one of {[*SPLITS, 'all']}")
     samples = load_folder(name_or_folder)
     held_out = [s for i, s in enumerate(samples) if i % 5 == 4]
     if split == "train":

@@ -204,6 +204,14 @@ def check_image(shape: tuple[int, ...], dtype: np.dtype, max_pixels: int | None)
             f"image of shape {shape} looks channels-first (C, H, W); NumPy images are (H, W, C): "
             "use np.moveaxis(image, 0, -1)"
         )
+    if len(shape) == 3 and shape[2] > 4 and shape[0] < min(shape[1:]):
+        # (5, 256, 256): planes first, too many for colour channels.
+        raise ValueError(
+            f"image of shape {shape} looks like a stack of {shape[0]} planes (Z or channels, then "
+            f"H, W); the models take one 2-D image (grey, RGB or RGBA): pass one plane "
+            f"(image[k]), a projection (image.max(axis=0)), or each plane as its own image "
+            f"(list(image))"
+        )
     if min(shape) == 0:
         raise ValueError(f"image is empty: shape {shape}")
     h, w = shape[:2]

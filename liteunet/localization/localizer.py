@@ -31,6 +31,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from .._checks import check_int
+from .._version import __version__
 from .._device import resolve_device
 from ..data.io import match_channels
 from ..inference import OnnxModel, TestTimeAugmentation, prepare_model
@@ -38,7 +39,7 @@ from ..points import find_peaks, suppress_close_points
 from ..pretrained import load_localization_settings, resolve_settings
 from ..slides import TiffImage
 from .inputs import InputItem, check_image, check_memory, expand_inputs, named_error, open_input
-from .model import label_names, load_localization_model, model_in_chans
+from .model import describe_weights, label_names, load_localization_model, model_in_chans
 from .normalize import region_normalizer
 from .options import LocalizationOptions, resolve_precision, warn_unguarded
 from .result import LocalizationResult
@@ -75,6 +76,7 @@ class Localizer:
         self.options = opts
         self.device = resolve_device(opts.device)
         module, self.model_name = load_localization_model(model)
+        self.weights = describe_weights(module)
         self.tta = opts.tta
         self.precision = resolve_precision(opts.precision, self.device, module, self.tta, opts.compile)
         self.tuned_for = opts.tuned_for
@@ -162,6 +164,8 @@ class Localizer:
         """What every result records in ``settings``."""
         return {
             "model": self.model_name,
+            "weights": dict(self.weights),
+            "liteunet_version": __version__,
             "threshold": self.threshold,
             "min_distance": self.min_distance,
             "tile_size": self.tile_size,

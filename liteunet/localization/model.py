@@ -10,7 +10,7 @@ import torch.nn as nn
 from ..inference import OnnxModel
 from ..models import load_model
 
-__all__ = ["label_names", "load_localization_model", "model_in_chans"]
+__all__ = ["describe_weights", "label_names", "load_localization_model", "model_in_chans"]
 
 
 def load_localization_model(model: str | os.PathLike | nn.Module) -> tuple[nn.Module, str]:
@@ -26,6 +26,30 @@ def load_localization_model(model: str | os.PathLike | nn.Module) -> tuple[nn.Mo
     if Path(text).suffix.lower() == ".onnx":
         return OnnxModel(Path(text)), text
     return load_model(text), text
+
+
+def describe_weights(model: nn.Module) -> dict[str, str]:
+    """Which weights a model carries, for the record every result keeps.
+
+    Returns:
+        ``name`` (``"lite_unet.multi"``, or the class name for a bare module), ``file`` (where
+        the weights were read, when known) and ``revision`` (the Hub revision the tag pins).
+
+    Example:
+        >>> describe_weights(nn.Conv2d(1, 1, 1))
+        {'name': 'Conv2d'}
+    """
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    architecture, tag = cfg.get("architecture"), cfg.get("tag")
+    out = {"name": f"{architecture}.{tag}" if architecture and tag else architecture or type(model).__name__}
+    if cfg.get("file"):
+        out["file"] = str(cfg["file"])
+    elif isinstance(model, OnnxModel):
+        out["file"] = str(model.path)
+    hub_id = cfg.get("hf_hub_id") or ""
+    if "@" in hub_id:
+        out["revision"] = hub_id.rpartition("@")[2]
+    return out
 
 
 def model_in_chans(model: nn.Module) -> int:

@@ -101,6 +101,23 @@ class LocalizationResult:
             error=error,
         )
 
+    @property
+    def provenance(self) -> str:
+        """One line saying what made these points: liteunet version, weights and settings.
+
+        Example:
+            >>> LocalizationResult.failed("a.png", "bad").provenance
+            'liteunet ?'
+        """
+        s = self.settings
+        weights = s.get("weights") or {}
+        parts = [f"liteunet {s.get('liteunet_version', '?')}"]
+        if weights:
+            where = ", ".join(f"{k} {weights[k]}" for k in ("revision", "file") if k in weights)
+            parts.append(f"weights {weights.get('name')}" + (f" ({where})" if where else ""))
+        parts += [f"{k} {s[k]}" for k in ("threshold", "min_distance", "tta", "tuned_for", "precision") if s.get(k) is not None]
+        return "; ".join(parts)
+
     def summary(self) -> dict[str, Any]:
         """One row of numbers: source, status, image size, counts, Ki-67 index, error."""
         row: dict[str, Any] = {

@@ -71,6 +71,12 @@ class LocalizationModel(nn.Module):
         self.num_features = widths[0]  # channels entering the head (timm's contract)
         self.min_input_size = int(min_input_size)
         self.pretrained_cfg: dict[str, Any] = {}
+        # The encoder stages, for timm's features_only=True: the deepest one after the bottleneck
+        # (GCA sits at the end of the encoder in the paper).
+        self.feature_info = [
+            dict(num_chs=w, reduction=2**i, module=f"encoder.{i}" if i < 4 else "bottleneck")
+            for i, w in enumerate(self.widths)
+        ]
 
     # --- timm contract -------------------------------------------------------------------
     def get_classifier(self) -> nn.Module:
@@ -113,6 +119,69 @@ class LocalizationModel(nn.Module):
                 # gone before the last (largest) decoder block runs.
                 x = block(torch.cat([skips.pop(), up(x)], dim=1))
         return x
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | tuple[int, ...] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The encoder's stage outputs, timm's way (``features_only=True`` calls this).
+
+        Args:
+            x: ``(B, in_chans, H, W)``; H and W multiples of :attr:`size_divisor` keep every
+                stage's size exact.
+            indices: stages to return (0-4; an int ``n``: the last ``n``); default all five.
+            norm, stop_early: timm's arguments; there is no final norm, and the encoder always
+                stops at the deepest stage asked for.
+            output_fmt: ``"NCHW"`` only.
+            intermediates_only: return only the stage outputs, not also the location map.
+
+        Returns:
+            The stage outputs ``(B, widths[i], H / 2**i, W / 2**i)``; with
+            ``intermediates_only=False``, ``(location_map, stage_outputs)``.
+
+        Example:
+            >>> import liteunet
+            >>> m = liteunet.create_model("lite_unet").eval()
+            >>> [f.shape[1] for f in m.forward_intermediates(torch.rand(1, 3, 64, 64), intermediates_only=True)]
+            [28, 56, 112, 256, 256]
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+        self.check_input(x)
+        take = self._stage_indices(indices)
+        features = []
+        y = x
+        for i, stage in enumerate(self.encoder[: max(take) + 1]):
+            y = stage(F.max_pool2d(y, 2) if i else y)
+            if i == len(self.encoder) - 1:
+                y = self.bottleneck(y)
+            if i in take:
+                features.append(y)
+        return features if intermediates_only else (self(x), features)
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] | tuple[int, ...] = 5, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """The stage indices ``indices`` stands for; nothing is removed (the decoder stays usable)."""
+        return self._stage_indices(indices)
+
+    def _stage_indices(self, indices: int | list[int] | tuple[int, ...] | None) -> list[int]:
+        n = len(self.encoder)
+        if indices is None:
+            return list(range(n))
+        if isinstance(indices, int):
+            if not 1 <= indices <= n:
+                raise ValueError(f"indices={indices}: the encoder has {n} stages")
+            return list(range(n - indices, n))
+        take = [i % n for i in indices]
+        if any(not -n <= i < n for i in indices):
+            raise ValueError(f"indices {list(indices)}: the encoder has stages 0-{n - 1}")
+        return take
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(x)

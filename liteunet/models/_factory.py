@@ -9,7 +9,7 @@ from typing import Any
 import timm
 import torch.nn as nn
 
-from ..pretrained import CONFIG_NAME, load_weights_file
+from ..pretrained import CONFIG_NAME, WEIGHTS_NAME, load_weights_file, read_config
 
 __all__ = ["create_model", "is_model", "list_models", "load_model"]
 
@@ -37,12 +37,13 @@ def is_model(name: str) -> bool:
     return name.split(".")[0] in list_models()
 
 
-def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+def create_model(name: str | os.PathLike, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """Create a zoo model; same as ``timm.create_model`` after ``import liteunet``.
 
     Args:
-        name: model name, optionally with a pretrained tag (``"lite_unet.crc"``), or a timm
-            source prefix (``"hf-hub:org/name"``, ``"local-dir:/path"``).
+        name: model name, optionally with a pretrained tag (``"lite_unet.crc"``), a timm
+            source prefix (``"hf-hub:org/name"``, ``"local-dir:/path"``), or a weights folder or
+            file (its weights are loaded whatever ``pretrained`` says: see :func:`load_model`).
         pretrained: load the tag's weights.
         **kwargs: model arguments (``num_classes``, ``in_chans``, ``theta``...) and timm's
             (``pretrained_cfg_overlay``, ``checkpoint_path``, ``cache_dir``...).
@@ -52,6 +53,9 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
         >>> model.in_chans
         1
     """
+    if _is_path(name):
+        return load_model(name, **kwargs)
+    name = str(name)
     base = name.split(":", 1)[-1] if ":" in name else name
     if ":" not in name and not is_model(base):
         raise ValueError(f"unknown model {name!r}; liteunet models: {', '.join(list_models())}")
@@ -63,22 +67,30 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
     return model
 
 
-def load_model(name_or_folder: str | os.PathLike, **kwargs: Any) -> nn.Module:
-    """A zoo model with its pretrained weights, from a tag, a name or a weights folder.
+def _is_path(name: str | os.PathLike) -> bool:
+    text = os.fspath(name)
+    return isinstance(name, os.PathLike) or Path(text).exists() or (":" not in text and ("/" in text or os.sep in text))
+
+
+def load_model(name_or_path: str | os.PathLike, **kwargs: Any) -> nn.Module:
+    """A zoo model with its pretrained weights, from a tag, a name, a weights folder or a file.
 
     The one place that turns what a user types (``--model``, ``model=``) into a model.
 
     Args:
-        name_or_folder: a pretrained tag (``"lite_unet.crc"``), a model name (its default
-            weights), an ``hf-hub:`` / ``local-dir:`` name, or a weights folder (what
-            ``liteunet.train.save_weights`` or timm's ``save_for_hf`` writes).
+        name_or_path: a pretrained tag (``"lite_unet.crc"``), a model name (its default
+            weights), an ``hf-hub:`` / ``local-dir:`` name, a weights folder (what
+            ``liteunet.train.save_weights`` or timm's ``save_for_hf`` writes), or a weights file
+            (``.safetensors``, or a pickle read with ``weights_only=True``) with the folder's
+            ``config.json`` beside it.
         **kwargs: model arguments, as for :func:`create_model`.
 
     Returns:
         The model with its weights loaded.
 
     Raises:
-        FileNotFoundError: a path that does not exist, or a folder without ``config.json``.
+        FileNotFoundError: a path that does not exist, or a folder or file without
+            ``config.json`` (which says what architecture the weights are for).
         ValueError: an unknown model name.
         liteunet.pretrained.PretrainedWeightsError: the weights cannot be found or do not fit.
 
@@ -86,7 +98,7 @@ def load_model(name_or_folder: str | os.PathLike, **kwargs: Any) -> nn.Module:
         >>> model = load_model("lite_unet.multi")  # doctest: +SKIP
         >>> model = load_model("runs/exp1/best")  # doctest: +SKIP
     """
-    text = os.fspath(name_or_folder)
+    text = os.fspath(name_or_path)
     path = Path(text)
     if path.is_dir():
         if not (path / CONFIG_NAME).is_file():
@@ -95,6 +107,31 @@ def load_model(name_or_folder: str | os.PathLike, **kwargs: Any) -> nn.Module:
                 "liteunet.train.save_weights writes)"
             )
         return create_model(f"local-dir:{path}", pretrained=True, **kwargs)
-    if ":" not in text and (os.sep in text or "/" in text):
-        raise FileNotFoundError(f"weights folder not found: {text}")
+    if path.is_file():
+        return _load_weights_file(path, **kwargs)
+    if _is_path(name_or_path):
+        raise FileNotFoundError(f"weights folder or file not found: {text}")
     return create_model(text, pretrained=True, **kwargs)
+
+
+def _load_weights_file(path: Path, **kwargs: Any) -> nn.Module:
+    """A weights file with its folder's ``config.json`` beside it: the architecture it names."""
+    config_file = path.parent / CONFIG_NAME
+    config = read_config(config_file) if config_file.is_file() else {}
+    architecture = config.get("architecture")
+    if not architecture:
+        raise FileNotFoundError(
+            f"{path}: no {CONFIG_NAME} beside it names the architecture; name the model and the "
+            f"file: create_model('lite_unet', pretrained=True, pretrained_cfg_overlay=dict(file='{path}'))"
+        )
+    if path.name == WEIGHTS_NAME:
+        return create_model(f"local-dir:{path.parent}", pretrained=True, **kwargs)
+    # Another file of the folder (e.g. a second checkpoint): its architecture, classes and channels.
+    stored = config.get("model_args") or {}
+    for key in ("num_classes", "in_chans"):
+        kwargs.setdefault(key, stored.get(key, config.get(key)))
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    # The file's own class count, so that timm keeps its head instead of re-initializing it.
+    overlay = {k: v for k, v in (config.get("pretrained_cfg") or {}).items() if k in ("label_names", "tag", "num_classes")}
+    overlay.setdefault("num_classes", kwargs.get("num_classes", 1))
+    return create_model(architecture, pretrained=True, pretrained_cfg_overlay=dict(overlay, file=str(path)), **kwargs)

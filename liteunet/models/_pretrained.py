@@ -66,6 +66,20 @@ def build_localization_model(
     (:mod:`liteunet.pretrained.resolve`).
     """
     revision = kwargs.pop("revision", None)
+    features_only = kwargs.pop("features_only", False)
+    feature_cfg = dict(feature_cls="getter", out_indices=kwargs.pop("out_indices", (0, 1, 2, 3, 4)))
+    model = _build(model_cls, variant, pretrained, revision, kwargs)
+    if features_only:
+        # timm's own wrapper for models with forward_intermediates (FeatureGetterNet): built
+        # around the finished model, so pretrained weights are loaded before it is wrapped.
+        model = build_model_with_cfg(
+            lambda **_: model, variant, False, pretrained_cfg=model.pretrained_cfg,
+            features_only=True, feature_cfg=feature_cfg,
+        )
+    return model
+
+
+def _build(model_cls: Any, variant: str, pretrained: bool, revision: str | None, kwargs: dict[str, Any]) -> nn.Module:
     if not pretrained:
         return build_model_with_cfg(model_cls, variant, False, **kwargs)
     # Resolved once here, then handed down: the check and the build read the same cfg.

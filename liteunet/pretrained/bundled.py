@@ -1,4 +1,4 @@
-"""The default weights that ship inside the package, for machines that cannot reach the Hub.
+"""The weights of every zoo tag ship inside the package, for machines that cannot reach the Hub.
 
 One copy lives in git, in the top-level ``weights/<tag>/`` folder. The wheel gets its own
 copy at build time (``setup.py`` copies it to ``liteunet/_bundled_weights/<tag>/``); an editable
@@ -12,8 +12,8 @@ torch may not be installed.
 Example:
     >>> from liteunet.pretrained.bundled import BUNDLED_TAGS, find_bundled
     >>> BUNDLED_TAGS
-    ('lite_unet.multi',)
-    >>> find_bundled("lite_unet.crc") is None  # only the default weights ship
+    ('lite_unet.multi', 'lite_unet.crc', 'lite_unet.ki67')
+    >>> find_bundled("lite_unet.other") is None  # only the zoo's tags ship
     True
 """
 
@@ -31,8 +31,9 @@ __all__ = [
     "source_files",
 ]
 
-# Only the default weights ship (wheel size); the other tags come from the Hub.
-BUNDLED_TAGS: tuple[str, ...] = ("lite_unet.multi",)
+# Every tag of the zoo ships (5 MB each), so each loads after `pip install` with no network;
+# the Hub, when it has them, still comes first.
+BUNDLED_TAGS: tuple[str, ...] = ("lite_unet.multi", "lite_unet.crc", "lite_unet.ki67")
 # What a weights folder holds; the wheel carries exactly these files of each bundled tag.
 WEIGHTS_FILES: tuple[str, ...] = ("model.safetensors", "config.json", "README.md")
 # Folder inside the installed package that holds the bundled copies.

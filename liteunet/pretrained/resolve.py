@@ -8,8 +8,9 @@ weights in this order and stops at the first that works:
 2. the Hugging Face Hub cache (``HF_HUB_CACHE``, ``HF_HOME``, or ``cache_dir=``), without any
    network access;
 3. the Hub itself (``HF_ENDPOINT``), unless ``HF_HUB_OFFLINE=1``;
-4. for the default weights only (:data:`liteunet.pretrained.bundled.BUNDLED_TAGS`), the copy
-   bundled inside the installed package, with a one-line log message saying so.
+4. the copy bundled inside the installed package (every tag of the zoo,
+   :data:`liteunet.pretrained.bundled.BUNDLED_TAGS`, at its pinned revision), with one INFO log
+   line per process saying so.
 
 When none works, one :class:`~liteunet.pretrained.files.PretrainedWeightsError` lists what was
 tried and how to fix it. Each pretrained tag names its Hub repository in its ``pretrained_cfg``
@@ -35,6 +36,8 @@ from .from_hub import Unavailable, from_hub, split_repo_revision
 __all__ = ["cfg_for_name", "pretrained_name", "resolve", "resolve_weights", "with_revision"]
 
 _logger = logging.getLogger("liteunet.pretrained")
+#: Tags whose bundled copy has been announced in this process.
+_ANNOUNCED: set[str] = set()
 
 
 def pretrained_name(variant: str | None, cfg: PretrainedCfg) -> str:
@@ -43,7 +46,7 @@ def pretrained_name(variant: str | None, cfg: PretrainedCfg) -> str:
 
 
 def _bundle_eligible(name: str, cfg: PretrainedCfg) -> bool:
-    """The bundled copy stands in for the registered default weights only (same repo, revision)."""
+    """The bundled copy stands in for a tag's registered weights only (same repo, revision)."""
     if name not in bundled.BUNDLED_TAGS:
         return False
     registered = get_pretrained_cfg(name)
@@ -103,7 +106,8 @@ def resolve(
             (
                 "bundled copy",
                 "",
-                f"only the registered default weights ({only}) ship inside the package",
+                f"only the registered weights of the zoo's tags ({only}, at their pinned revision) "
+                "ship inside the package",
             )
         )
     elif (folder := bundled.find_bundled(name)) is None:
@@ -116,14 +120,18 @@ def resolve(
         except PretrainedWeightsError as err:
             tried.append(("bundled copy", str(folder), str(err)))
         else:
-            why = "; ".join(f"{source}: {reason}" for source, _, reason in tried[1:])
-            _logger.warning(
-                "liteunet: using the '%s' weights bundled with liteunet %s (%s) because %s",
-                name,
-                __version__,
-                folder,
-                why,
-            )
+            if name not in _ANNOUNCED:
+                # The bundled copy is the tag's registered weights, what was asked for: said once
+                # per process, at INFO (a warning would be noise on every offline run).
+                _ANNOUNCED.add(name)
+                why = "; ".join(f"{source}: {reason}" for source, _, reason in tried[1:])
+                _logger.info(
+                    "liteunet: using the '%s' weights bundled with liteunet %s (%s) because %s",
+                    name,
+                    __version__,
+                    folder,
+                    why,
+                )
             return found
     raise _not_found_error(name, tried, repo_id, revision, filename, cache)
 
@@ -148,8 +156,9 @@ def _not_found_error(
     ]
     lines.append("To fix, one of:")
     lines.append(
-        f"  - name a local copy: create_model('{name}', pretrained=True, "
-        f"pretrained_cfg_overlay=dict(file='path/to/folder_or_{WEIGHTS_NAME}'))"
+        f"  - name a local copy of the weights (a folder, or its {WEIGHTS_NAME}): on the command "
+        "line `--model path/to/folder`; in Python create_model('path/to/folder'), or "
+        f"create_model('{name}', pretrained=True, pretrained_cfg_overlay=dict(file='path/to/folder'))"
     )
     if repo_id:
         rev = f" --revision {revision}" if revision else ""
@@ -160,7 +169,7 @@ def _not_found_error(
     lines.append(
         "  - on machines without network, set HF_HUB_OFFLINE=1 so that nothing waits on the Hub"
     )
-    lines.append("  - or use pretrained=False for randomly initialized weights")
+    lines.append("  - or, in Python, pretrained=False for randomly initialized weights")
     return PretrainedWeightsError("\n".join(lines))
 
 
