@@ -290,10 +290,9 @@ class LocalizeWidget(Container):
     def _show_result(self, result: liteunet.LocalizationResult) -> None:
         text = f"{result.count} cells"
         if len(result.label_names) > 1:
-            text += " (" + ", ".join(f"{k}: {v}" for k, v in result.counts.items()) + ")"
+            text += "\n" + ", ".join(f"{k}: {v}" for k, v in result.counts.items())
         if result.ki67_index is not None:
-            text += f"; Ki-67 index {100 * result.ki67_index:.1f}%"
-        text += f" at threshold {float(result.settings['threshold']):.2f}"
+            text += f"\nKi-67 index {100 * result.ki67_index:.1f}%"
         self.results.value = text
 
     def _on_rethreshold(self, value: float) -> None:
