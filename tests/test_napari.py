@@ -297,15 +297,17 @@ def test_sample_data(make_napari_viewer, plugin):
     np.testing.assert_array_equal(layer.data, read_image(sample_path()))
 
 
-def test_screenshot_for_the_docs():
+def test_screenshot_for_the_docs(tmp_path):
     """The docs' picture, taken from a real viewer: the sample, its points and the widget.
 
     In a child process on the ``xcb`` platform: napari's canvas renders only in a shown window
-    on an X display (offscreen, it draws black).
+    on an X display (offscreen, it draws black). It is written into ``docs/`` only with
+    ``LITEUNET_UPDATE_SCREENSHOTS=1``, so that a test run leaves the checkout as it was.
     """
+    shot_dir = SHOT.parent if os.environ.get("LITEUNET_UPDATE_SCREENSHOTS") == "1" else tmp_path
     env = {**os.environ, "QT_QPA_PLATFORM": "xcb", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "napari_screenshot.py"), str(SHOT.parent)],
+        [sys.executable, str(ROOT / "tests" / "napari_screenshot.py"), str(shot_dir)],
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
@@ -313,7 +315,7 @@ def test_screenshot_for_the_docs():
     assert count == _localize(read_image(sample_path())).count
     from PIL import Image
 
-    shot = np.asarray(Image.open(SHOT).convert("RGB")).astype(int)
+    shot = np.asarray(Image.open(shot_dir / SHOT.name).convert("RGB")).astype(int)
     assert shot.shape[:2] == (760, 1200)
     # The points are drawn: the cell colour (yellow) is on the canvas.
     yellow = np.array(class_colors(["cell"])[0])
