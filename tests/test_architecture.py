@@ -24,9 +24,10 @@ LAYERS = [
     {"models"},
     {"inference"},
     {"localization"},
-    {"train", "evaluate", "release", "zoo", "publish", "bench", "io_formats", "hub", "tta", "napari"},
-    {"cli"},
-    {"__main__", "__init__"},
+    {"train", "evaluate", "release", "zoo", "publish", "bench", "io_formats", "hub", "tta", "wsi"},
+    {"__init__"},
+    # The package's users: the command line and the napari plugin (both read the public API).
+    {"cli", "napari", "__main__"},
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 

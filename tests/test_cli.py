@@ -107,3 +107,6 @@ def test_parser_choices_match_the_library():
     assert (localize_cli.CPU_TILE_SIZE, localize_cli.CPU_OVERLAP) == (tiling.CPU_TILE_SIZE, tiling.CPU_OVERLAP)
     assert bench_cli.FORMS == FORMS and bench_cli.THROUGHPUT_FORMS == THROUGHPUT_FORMS
     assert set(train_cli.PRESET_NAMES) == set(train.PRESETS) and train_cli.CHECKPOINT_CHOICES == train.CHECKPOINT_BY
+    from liteunet.wsi import BACKENDS
+
+    assert localize_cli.SLIDE_BACKENDS == BACKENDS

@@ -560,3 +560,27 @@ def test_cli_all_good_exits_zero(weights_folder, bad_files, tmp_path):
         )
         == 1
     )
+
+
+def test_default_tiles_fit_the_image():
+    # A side slightly over one tile is not cut into two full tiles (issue: 640 px -> 4 x 512^2).
+    for n in (513, 640, 1000, 1100, 2049, 5000):
+        side = tiling.fit_tile(n, 512, 128)
+        tiles = tiling.axis_tiles(n, side, 128)
+        full = tiling.axis_tiles(n, 512, 128)
+        assert side % 16 == 0 and side <= 512 and len(tiles) == len(full)
+        cores = [(c0, c1) for _, _, c0, c1 in tiles]
+        assert cores[0][0] == 0 and cores[-1][1] == n
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(cores))
+        assert all((c0 == 0 or c0 - t0 >= 64) and (c1 == n or t1 - c1 >= 64) for t0, t1, c0, c1 in tiles)
+    assert tiling.fit_tile(640, 512, 128) == 384 and tiling.fit_tile(300, 512, 128) == 300
+    shapes = set()
+
+    class Recording(Blur):
+        def forward(self, x):
+            shapes.add(tuple(x.shape))
+            return super().forward(x)
+
+    img = (np.random.default_rng(0).random((640, 640)) * 255).astype(np.uint8)
+    localize(img, Recording(), threshold=0.5, progress=False, device="cpu")
+    assert shapes == {(1, 1, 384, 384)}

@@ -19,8 +19,9 @@ from ..localization import Localizer
 from ..metrics import PointMetrics
 from ..models._base import copy_model_attributes
 from ..samples import sample_path
+from ..wsi import glass_slide, localize_slide, write_slide
 
-__all__ = ["demo_image", "localize_overhead", "slide_rss", "tiling_accuracy"]
+__all__ = ["demo_image", "localize_overhead", "megapixels_by_size", "slide_rss", "tiling_accuracy", "tissue_mask_cost"]
 
 
 class _TimedModel(nn.Module):
@@ -129,3 +130,61 @@ def slide_rss(weights: str, side: int, threads: int) -> dict[str, Any]:
             return {"image": f"{side}x{side}", "error": proc.stderr.strip()[-500:]}
         rss = float(proc.stdout.strip().splitlines()[-1])
     return {"image": f"{side}x{side}", "peak_rss_mb": round(rss, 1), "seconds": round(seconds, 1)}
+
+
+def megapixels_by_size(weights: str, sides: tuple[int, ...], precision: str = "auto", repeats: int = 2) -> dict[str, Any]:
+    """End-to-end megapixels/s of ``localize()`` at each image side, against one model pass on the same pixels.
+
+    The reference is the model alone on the whole image in one forward pass (padded to 16), the
+    speed ``localize()`` would have with no tiling, reading or peak finding. Best of ``repeats``.
+    """
+    rows = []
+    loc = Localizer(weights, device="cpu", precision=precision, progress=False)
+    loc([demo_image(256)])  # warm-up
+    for side in sides:
+        image = demo_image(side)
+        best = min(_timed(lambda: loc([image])) for _ in range(repeats))
+        pad = -(-side // 16) * 16
+        x = torch.from_numpy(np.ascontiguousarray(np.resize(image.astype(np.float32) / 255, (pad, pad, 1)).transpose(2, 0, 1)))[None]
+        x = x.expand(1, loc.in_chans, pad, pad).contiguous()
+        with torch.inference_mode():
+            single = min(_timed(lambda: loc.model(x)) for _ in range(repeats))
+        mp = side * side / 1e6
+        rows.append({
+            "image": f"{side}x{side}", "tile": loc.tile_for(side), "localize_mp_s": round(mp / best, 3),
+            "single_pass_mp_s": round(mp / single, 3), "ratio": round(single / best, 3),
+        })
+    return {"precision": loc.precision, "threads": torch.get_num_threads(), "rows": rows}
+
+
+def tissue_mask_cost(weights: str, side: int = 3072, fraction: float = 0.3, precision: str = "auto") -> dict[str, Any]:
+    """Seconds of :func:`liteunet.wsi.localize_slide` on a slide with ``fraction`` tissue, mask on vs off."""
+    try:
+        import tifffile  # noqa: F401
+    except ImportError:
+        return {"skipped": "needs tifffile: pip install 'liteunet[wsi]'"}
+    tiles = [demo_image(512)]
+    try:
+        tiles = [read_image(s.image_path)[..., :3] for s in load_split("crc", "validation")[:8]]
+    except (OSError, ValueError, KeyError):
+        tiles = [np.repeat(t[..., None], 3, axis=2) if t.ndim == 2 else t[..., :3] for t in tiles]
+    canvas = glass_slide(tiles, (side, side), fraction=fraction)
+    loc = Localizer(weights, device="cpu", precision=precision, progress=False)
+    out: dict[str, Any] = {"slide": f"{side}x{side} at 0.5 um/px", "tissue_placed": fraction}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_slide(Path(tmp) / "slide.svs", canvas, mpp=0.5)
+        for mask in (True, False):
+            start = time.perf_counter()
+            row = localize_slide(path, Path(tmp) / f"out_{mask}", loc, model_mpp=0.5, tissue=mask)
+            out["with_mask" if mask else "without_mask"] = {
+                "seconds": round(time.perf_counter() - start, 2), "tiles_run": row["tiles_run"], "tiles": row["tiles"],
+                "tissue_fraction": row["tissue_fraction"], "cells": row["count"],
+            }
+    out["cost_ratio"] = round(out["with_mask"]["seconds"] / out["without_mask"]["seconds"], 3)
+    return out
+
+
+def _timed(fn: Any) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start

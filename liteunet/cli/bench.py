@@ -40,12 +40,34 @@ def _cmd_throughput(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_speed(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..bench.localize_cost import megapixels_by_size, tissue_mask_cost
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = {"megapixels_by_size": megapixels_by_size(args.weights, tuple(args.sides), repeats=args.repeats)}
+    if not args.no_slide:
+        result["tissue_mask_cost"] = tissue_mask_cost(args.weights, side=args.tissue_slide_size)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out_dir:
+        out = Path(args.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "speed_cpu.json").write_text(text + "\n")
+        print(f"wrote {out / 'speed_cpu.json'}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from ..bench import run_benchmark, to_markdown  # loads torch: only when the command runs
     from ..bench.report import print_table
 
     if args.throughput:
         return _cmd_throughput(args)
+    if args.speed:
+        return _cmd_speed(args)
     forms = tuple(args.forms) if args.forms else FORMS
     unknown = [f for f in forms if f not in FORMS]
     if unknown:
@@ -96,5 +118,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     group.add_argument("--batch", type=int, default=32, help="images per batch (default 32)")
     group.add_argument("--precision", default="bf16", choices=["fp32", "bf16", "fp16"], help="default bf16")
     group.add_argument("--iterations", type=int, default=10, help="batches per timed round (default 10)")
+    speed = p.add_argument_group(
+        "speed", "--speed: end-to-end megapixels/s of localize() by image side against one model pass on the same "
+        "pixels (CPU), and the cost of a slide with 30%% tissue with the tissue mask against without",
+    )
+    speed.add_argument("--speed", action="store_true", help="megapixels/s by image size and the tissue-mask cost")
+    speed.add_argument("--sides", type=int, nargs="+", default=[256, 500, 640, 1024, 1536], help="image sides")
+    speed.add_argument("--tissue-slide-size", type=int, default=3072, help="side of the 30%% tissue slide (default 3072)")
     p.set_defaults(func=run)
     return p

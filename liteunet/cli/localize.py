@@ -11,6 +11,10 @@ from typing import Any
 #: ``liteunet.localization.tiling`` and ``liteunet.inference.TTA_MODES``).
 DEFAULT_TILE_SIZE, DEFAULT_OVERLAP, CPU_TILE_SIZE, CPU_OVERLAP = 1024, 256, 512, 128
 TTA_CHOICES = ("d4", "flips")
+SLIDE_BACKENDS = ("openslide", "tiffslide", "tifffile")  # liteunet.wsi.BACKENDS
+
+#: Suffixes only the whole-slide path reads (vendor formats); they switch it on by themselves.
+VENDOR_SUFFIXES = (".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -30,8 +34,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--format",
-        default="csv",
-        help="points format(s), comma-separated: csv, json, geojson (default csv)",
+        default=None,
+        help="points format(s), comma-separated: csv, json, geojson (default csv; whole slides: csv,geojson)",
     )
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
     p.add_argument("--heatmap", action="store_true", help="also write <name>_heatmap.png")
@@ -91,8 +95,60 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar=("PMIN", "PMAX"),
         help="percentile normalization range (default 1 99.8)",
     )
+    wsi = p.add_argument_group(
+        "whole slides",
+        "--wsi (or --workers / --scheduler, or a vendor file such as .ndpi / .mrxs) reads the inputs as "
+        "whole slides (OpenSlide / tiffslide / tifffile; pip install 'liteunet[wsi]'): at the model's "
+        "microns per pixel, tissue only, streamed to <stem>.csv / .geojson with <stem>_tissue.png, resumable "
+        "(run the same command again after an interruption), one summary.csv",
+    )
+    wsi.add_argument("--wsi", action="store_true", help="read the inputs as whole slides")
+    wsi.add_argument("--workers", type=int, help="run slides on a local Dask cluster of N worker processes")
+    wsi.add_argument("--scheduler", metavar="ADDRESS", help="run slides on an existing Dask cluster (tcp://host:8786)")
+    wsi.add_argument("--threads", type=int, help="torch threads per slide task (default 1 per local worker)")
+    wsi.add_argument(
+        "--model-mpp", type=float,
+        help="microns per pixel the model was trained at, when its weights do not record it (e.g. 0.5)",
+    )
+    wsi.add_argument("--no-tissue-mask", action="store_true", help="run every tile, glass included")
+    wsi.add_argument("--slide-backend", default="auto", choices=["auto", *SLIDE_BACKENDS], help="slide reader (default auto)")
     p.set_defaults(func=run)
     return p
+
+
+def _slide_mode(args: argparse.Namespace) -> bool:
+    vendor = any(str(i).lower().endswith(VENDOR_SUFFIXES) for i in args.inputs)
+    return bool(args.wsi or args.workers or args.scheduler or vendor)
+
+
+def _run_slides(args: argparse.Namespace, formats: list[str]) -> int:
+    from ..localization import LocalizationOptions
+    from ..wsi import localize_slides
+
+    if args.level or args.overlay or args.heatmap:
+        raise ValueError("--level, --overlay and --heatmap apply to images, not to whole slides (--wsi)")
+    bad = [f for f in formats if f not in ("csv", "geojson")]
+    if bad:
+        raise ValueError(f"--format {','.join(bad)}: whole slides stream csv and geojson only")
+    options = LocalizationOptions(
+        device=args.device, threshold=args.threshold, min_distance=args.min_distance, tile_size=args.tile_size,
+        overlap=args.overlap, batch_size=args.batch_size, precision=args.precision, compile=args.compile,
+        tta=args.tta, tuned_for=args.tuned_for, normalize=args.normalize, percentiles=tuple(args.percentiles),
+    )
+    rows = localize_slides(
+        list(args.inputs), args.out_dir, args.model, options=options, workers=args.workers,
+        scheduler=args.scheduler, threads_per_worker=args.threads, mpp=args.mpp, model_mpp=args.model_mpp,
+        scale=args.scale, tissue=not args.no_tissue_mask, formats=tuple(formats), backend=args.slide_backend,
+    )
+    failed = [r for r in rows if r.get("status") == "failed"]
+    for r in failed:
+        print(f"liteunet localize: {r['image']}: {r['error']} (skipped)", file=sys.stderr)
+    cells = sum(int(r.get("count") or 0) for r in rows)
+    print(
+        f"localized {len(rows) - len(failed)} of {len(rows)} slide(s), {cells} cell(s); outputs in {args.out_dir}"
+        + (f"; {len(failed)} failed (see above and summary.csv)" if failed else "")
+    )
+    return 1 if failed or not rows else 0
 
 
 def _output_stem(name: str, used: set[str]) -> str:
@@ -118,10 +174,14 @@ def run(args: argparse.Namespace) -> int:
     from ..localization import LocalizationResult, Localizer
     from ..localization.inputs import display_image, expand_inputs, named_error
 
-    formats = [f.strip().lower() for f in args.format.split(",") if f.strip()]
+    slides = _slide_mode(args)
+    text = args.format if args.format is not None else ("csv,geojson" if slides else "csv")
+    formats = [f.strip().lower() for f in text.split(",") if f.strip()]
     unknown = [f for f in formats if f not in io_formats.POINT_FORMATS]
     if unknown or not formats:
-        raise ValueError(f"--format: unknown {unknown or args.format!r}; use csv, json, geojson")
+        raise ValueError(f"--format: unknown {unknown or text!r}; use csv, json, geojson")
+    if slides:
+        return _run_slides(args, formats)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     localizer = Localizer(

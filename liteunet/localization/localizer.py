@@ -35,7 +35,7 @@ from .._version import __version__
 from .._device import resolve_device
 from ..data.io import match_channels
 from ..inference import OnnxModel, TestTimeAugmentation, prepare_model
-from ..points import find_peaks, suppress_close_points
+from ..points import suppress_close_points
 from ..pretrained import load_localization_settings, resolve_settings
 from ..slides import TiffImage
 from .inputs import InputItem, check_image, check_memory, expand_inputs, named_error, open_input
@@ -43,7 +43,10 @@ from .model import describe_weights, label_names, load_localization_model, model
 from .normalize import region_normalizer
 from .options import LocalizationOptions, resolve_precision, warn_unguarded
 from .result import LocalizationResult
-from .tiling import CPU_OVERLAP, CPU_TILE_SIZE, DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, axis_tiles, pad_to, pool_into, tile_batches
+from .tiling import (
+    CPU_OVERLAP, CPU_TILE_SIZE, DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, axis_tiles, fit_tile, pad_to, pool_into, tile_batches,
+    tile_peaks,
+)
 
 __all__ = ["Localizer", "localize"]
 
@@ -89,6 +92,9 @@ class Localizer:
         self.min_distance = check_int("min_distance", chosen["min_distance"], 1)
         self.size_divisor = int(getattr(module, "size_divisor", 16) or 1)
         self.tile_size, self.overlap = self._tiling(opts)
+        #: Default tiling fits the tiles to each image (:func:`~.tiling.fit_tile`); a tile_size
+        #: the caller gave is used as is.
+        self.fit_tiles = opts.tile_size is None
         default_batch = 4 if self.device.type == "cuda" else 1
         self.batch_size = opts.batch_size if opts.batch_size is not None else default_batch
         self.normalize = opts.normalize
@@ -124,6 +130,10 @@ class Localizer:
                 f"overlap >= {2 * (2 * self.min_distance + 1)}"
             )
         return tile_size, overlap
+
+    def tile_for(self, n: int) -> int:
+        """The tile side used along an image side of ``n`` pixels (``tile_size`` is the most)."""
+        return fit_tile(n, self.tile_size, self.overlap, self.size_divisor) if self.fit_tiles else self.tile_size
 
     def _scale(self, opts: LocalizationOptions, stored: dict[str, Any], module: nn.Module) -> float:
         if opts.mpp is None:
@@ -244,13 +254,12 @@ class Localizer:
         if self.scale != 1.0:
             read, h, w = self._rescaled(read, h, w, name)
 
-        rows, cols = (axis_tiles(n, self.tile_size, self.overlap, self.size_divisor) for n in (h, w))
+        rows, cols = (axis_tiles(n, self.tile_for(n), self.overlap, self.size_divisor) for n in (h, w))
         n_tiles = len(rows) * len(cols)
         # Every tile is fed at the first one's shape (the last row/column are padded to it).
         tile_h, tile_w = rows[0][1] - rows[0][0], cols[0][1] - cols[0][0]
         num_classes = self.num_classes
         md = self.min_distance
-        ctx = 2 * md + 1  # halo (md) + NMS window (md) + 1 pixel for the sub-pixel fit
         k = self._map_downsample(h, w)
         full_map = None
         if self.return_map:
@@ -284,22 +293,11 @@ class Localizer:
                 full_map = np.full(shape, -np.inf, dtype=np.float32)
             for (r, c), m in zip(batch, maps):
                 (ty0, ty1, cy0, cy1), (tx0, tx1, cx0, cx1) = r, c
-                # Peaks of the core plus its halo; the crop gives their windows real context.
-                y0, y1 = max(ty0, cy0 - ctx), min(ty1, cy1 + ctx)
-                x0, x1 = max(tx0, cx0 - ctx), min(tx1, cx1 + ctx)
-                peaks = find_peaks(
-                    m[:, y0 - ty0 : y1 - ty0, x0 - tx0 : x1 - tx0],
-                    min_distance=md,
-                    threshold=self.threshold,
-                    subpixel=self.subpixel,
-                )
-                xy = peaks.xy.astype(np.float64) + (x0, y0)
-                px, py = np.floor(xy[:, 0] + 0.5), np.floor(xy[:, 1] + 0.5)
-                in_halo = (px >= cx0 - md) & (px < cx1 + md) & (py >= cy0 - md) & (py < cy1 + md)
-                pts.append(xy[in_halo])
-                scs.append(peaks.scores[in_halo])
-                labs.append(peaks.labels[in_halo])
-                own.append(((px >= cx0) & (px < cx1) & (py >= cy0) & (py < cy1))[in_halo])
+                xy, sc, lab, owned = tile_peaks(m, r, c, md, self.threshold, self.subpixel)
+                pts.append(xy)
+                scs.append(sc)
+                labs.append(lab)
+                own.append(owned)
                 if full_map is not None:
                     core = m[:, cy0 - ty0 : cy1 - ty0, cx0 - tx0 : cx1 - tx0].float().cpu().numpy()
                     pool_into(full_map, core, cy0, cx0, k)

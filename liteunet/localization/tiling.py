@@ -38,6 +38,9 @@ import math
 from collections.abc import Iterator
 
 import numpy as np
+import torch
+
+from ..points import find_peaks
 
 __all__ = [
     "CPU_OVERLAP",
@@ -45,6 +48,8 @@ __all__ = [
     "DEFAULT_OVERLAP",
     "DEFAULT_TILE_SIZE",
     "axis_tiles",
+    "fit_tile",
+    "tile_peaks",
     "pad_to",
     "pool_into",
     "tile_batches",
@@ -79,6 +84,73 @@ def axis_tiles(n: int, tile: int, overlap: int, align: int = 16) -> list[tuple[i
         t0 = -(-(n - tile) // align) * align if last else k * stride
         out.append((t0, min(t0 + tile, n), 0 if k == 0 else k * stride + margin, n if last else k * stride + tile - margin))
     return out
+
+
+def fit_tile(n: int, max_tile: int, overlap: int, align: int = 16) -> int:
+    """The smallest tile side (a multiple of ``align``, at most ``max_tile``) that covers ``n``
+    with as few tiles as ``max_tile`` needs.
+
+    :func:`axis_tiles` with ``max_tile`` itself cuts an image slightly larger than one tile into
+    two full tiles (a 640-px side: two 512-px tiles, 1024 px of model work per 640 px). Choosing
+    the tile count first, then the smallest tile that still covers the side with ``overlap``,
+    gives two 384-px tiles (768 px of work) and the same context around every core.
+
+    Args:
+        n: image side in pixels.
+        max_tile: the largest tile side memory allows (a multiple of ``align``).
+        overlap: pixels shared by neighbouring tiles (a multiple of ``align``).
+        align: the model's pooling grid.
+
+    Returns:
+        The tile side to pass to :func:`axis_tiles`; ``n`` itself when one tile covers it.
+
+    Example:
+        >>> fit_tile(640, 512, 128), fit_tile(500, 512, 128), fit_tile(1000, 512, 128)
+        (384, 500, 432)
+    """
+    if n <= max_tile:
+        return n
+    count = -(-(n - overlap) // (max_tile - overlap))
+    need = -(-(n + (count - 1) * overlap) // count)
+    return min(max_tile, -(-need // align) * align)
+
+
+def tile_peaks(
+    tile_map: torch.Tensor,
+    rows: tuple[int, int, int, int],
+    cols: tuple[int, int, int, int],
+    min_distance: int,
+    threshold: float,
+    subpixel: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The peaks of one tile's map in its core plus a halo of ``min_distance`` pixels.
+
+    Args:
+        tile_map: ``(C, h, w)`` location map of the tile.
+        rows, cols: the tile's ``(t0, t1, c0, c1)`` along each axis (:func:`axis_tiles`).
+        min_distance, threshold, subpixel: as for :func:`liteunet.points.find_peaks`.
+
+    Returns:
+        ``(xy, scores, labels, owned)``: ``xy`` an ``(N, 2)`` float64 array of ``(x, y)`` in image
+        pixels, and ``owned`` whether the point's pixel lies in this tile's core.
+    """
+    (ty0, ty1, cy0, cy1), (tx0, tx1, cx0, cx1) = rows, cols
+    md = min_distance
+    ctx = 2 * md + 1  # halo (md) + NMS window (md) + 1 pixel for the sub-pixel fit
+    # Peaks of the core plus its halo; the crop gives their windows real context.
+    y0, y1 = max(ty0, cy0 - ctx), min(ty1, cy1 + ctx)
+    x0, x1 = max(tx0, cx0 - ctx), min(tx1, cx1 + ctx)
+    peaks = find_peaks(
+        tile_map[:, y0 - ty0 : y1 - ty0, x0 - tx0 : x1 - tx0],
+        min_distance=md,
+        threshold=threshold,
+        subpixel=subpixel,
+    )
+    xy = peaks.xy.astype(np.float64) + (x0, y0)
+    px, py = np.floor(xy[:, 0] + 0.5), np.floor(xy[:, 1] + 0.5)
+    in_halo = (px >= cx0 - md) & (px < cx1 + md) & (py >= cy0 - md) & (py < cy1 + md)
+    owned = (px >= cx0) & (px < cx1) & (py >= cy0) & (py < cy1)
+    return xy[in_halo], peaks.scores[in_halo], peaks.labels[in_halo], owned[in_halo]
 
 
 def tile_batches(rows: list, cols: list, batch_size: int) -> Iterator[list]:

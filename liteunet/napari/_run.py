@@ -19,6 +19,7 @@ import numpy as np
 
 import liteunet
 from liteunet import LocalizationResult, Localizer
+from liteunet.pretrained import load_localization_settings
 
 #: The location map kept for re-thresholding is max-pooled to at most this many pixels a side
 #: (at full resolution below it): a whole slide's full map would not fit in memory.
@@ -83,8 +84,6 @@ def stored_settings(weights: str) -> dict[str, Any]:
     Read without loading the model; ``{}`` when they cannot be read (an ``.onnx`` file, weights
     not downloaded yet): the run then reports what it used.
     """
-    from liteunet.hub import load_localization_settings
-
     try:
         return load_localization_settings(resolve_weights(weights))
     except Exception:  # only a display default: the run reports real problems

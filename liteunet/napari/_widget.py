@@ -29,8 +29,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
 
 import liteunet
-from liteunet.hub import settings_tuned_for
-from liteunet.tta import settings_for_mode
+from liteunet.pretrained import resolve_settings
 
 from . import _convert, _run
 
@@ -186,7 +185,7 @@ class LocalizeWidget(Container):
         if not (self.use_stored.value and self._stored):
             return
         try:
-            chosen = settings_for_mode(settings_tuned_for(self._stored, self._tuned_name()), self._tta_mode())
+            chosen = resolve_settings(self._stored, tuned_for=self._tuned_name(), tta=self._tta_mode())
         except ValueError:
             return
         self.threshold.value = float(chosen.get("threshold", self.threshold.value))

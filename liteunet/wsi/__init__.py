@@ -1,0 +1,23 @@
+"""Whole-slide images: one reader over OpenSlide / tiffslide / tifffile, tissue masks, streamed and
+resumable per-slide localization, and slide cohorts on Dask.
+
+The readers and Dask are optional (``pip install 'liteunet[wsi]'``, ``'liteunet[dask]'``) and
+imported only when used. See ``docs/wsi.md``.
+
+Example:
+    >>> from liteunet.wsi import localize_slides  # doctest: +SKIP
+    >>> rows = localize_slides(["a.svs", "b.ndpi"], "out", model="lite_unet.crc", workers=2, model_mpp=0.5)  # doctest: +SKIP
+"""
+
+from .cohort import expand_slides, localize_slides
+from .engine import localize_slide, plan_scale, slide_stem
+from .reader import BACKENDS, SLIDE_SUFFIXES, LevelView, Slide, is_slide, open_slide, tiff_mpp
+from .stream import PointStream
+from .synthetic import glass_slide, write_slide
+from .tissue import otsu_threshold, tissue_mask, write_mask_png
+
+__all__ = [
+    "BACKENDS", "SLIDE_SUFFIXES", "LevelView", "PointStream", "Slide", "expand_slides", "glass_slide",
+    "is_slide", "localize_slide", "localize_slides", "open_slide", "otsu_threshold", "plan_scale",
+    "slide_stem", "tiff_mpp", "tissue_mask", "write_mask_png", "write_slide",
+]

@@ -1,0 +1,230 @@
+"""Whole slides: readers and mpp, tissue masks, slide points = tile points, 40x = 20x, resume after kill -9, Dask cohorts.
+
+Slides are built here from real CRC tiles placed on white glass (never committed): an
+Aperio-style .svs, a generic pyramidal TIFF and an OME-TIFF, at 40x (0.25 um/px) and 20x (0.5).
+The "model" is a fixed dark-blob detector (a Gaussian blur of 1 - brightness, 6-px receptive
+radius), so points are exact functions of the pixels and the tests are fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
+
+pytest.importorskip("tifffile")
+from liteunet import Localizer  # noqa: E402
+from liteunet.cli import main  # noqa: E402
+from liteunet.wsi import glass_slide, localize_slide, open_slide, plan_scale, tiff_mpp, tissue_mask, write_slide  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+SETTINGS = {"threshold": 0.35, "min_distance": 4}
+
+
+class DarkBlobs(nn.Module):
+    """Location map = Gaussian blur of (1 - mean RGB): a peak on each dark nucleus."""
+
+    in_chans, num_classes = 3, 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.exp(-(torch.arange(-6, 7.0) ** 2) / 8.0)
+        self.register_buffer("kernel", ((g[:, None] * g[None]) / g.sum() ** 2)[None, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(1 - x.mean(1, keepdim=True), self.kernel, padding=6)
+
+
+def localizer(**kw) -> Localizer:
+    return Localizer(DarkBlobs(), device="cpu", progress=False, **{**SETTINGS, **kw})
+
+
+def read_points(path: Path) -> np.ndarray:
+    with open(path, newline="") as f:
+        return np.array([[float(r["x"]), float(r["y"])] for r in csv.DictReader(f)]).reshape(-1, 2)
+
+
+def matched(a: np.ndarray, b: np.ndarray, radius: float) -> int:
+    if len(a) == 0 or len(b) == 0:
+        return 0
+    d = cdist(a, b)
+    r, c = linear_sum_assignment(d)
+    return int((d[r, c] <= radius).sum())
+
+
+@pytest.fixture(scope="module")
+def tissue():
+    """20x canvas (1024^2, 0.5 um/px) with 4 real CRC tiles on glass, its 40x version, tile positions."""
+    data = pytest.importorskip("liteunet.data")
+    try:
+        samples = data.load_split("crc", "validation")[:4]
+    except (OSError, ValueError, KeyError) as err:
+        pytest.skip(f"needs the crc data set: {err}")
+    tiles = [data.io.read_image(s.image_path)[..., :3] for s in samples]
+    canvas = glass_slide(tiles, (1024, 1024), fraction=0.3)
+    big = np.asarray(Image.fromarray(canvas).resize((2048, 2048), Image.BICUBIC))
+    return canvas, big
+
+
+@pytest.fixture(scope="module")
+def slides(tissue, tmp_path_factory):
+    canvas, big = tissue
+    d = tmp_path_factory.mktemp("slides")
+    return {
+        "svs40": write_slide(d / "s40.svs", big, 0.25),
+        "tif20": write_slide(d / "t20.tiff", canvas, 0.5),
+        "ome40": write_slide(d / "o40.ome.tiff", big, 0.25),
+    }
+
+
+def test_mpp_from_metadata():
+    assert tiff_mpp({}, "Aperio Image Library |AppMag = 40|MPP = 0.2500") == 0.25
+    assert tiff_mpp({}, '<Pixels PhysicalSizeX="0.5" PhysicalSizeXUnit="µm"') == 0.5
+    assert tiff_mpp({"XResolution": (40000, 1), "ResolutionUnit": "CENTIMETER"}) == 0.25
+    assert tiff_mpp({"XResolution": (1, 1), "ResolutionUnit": 2}) is None
+
+
+def test_every_format_opens_with_its_mpp_and_levels(slides, tissue):
+    canvas, big = tissue
+    for key, path in slides.items():
+        with open_slide(path) as slide:
+            assert slide.mpp == (0.25 if "40" in key else 0.5), key
+            image = big if "40" in key else canvas
+            assert slide.level_shapes[0] == image.shape[:2]
+            assert np.array_equal(slide.read(0, 100, 300, 200, 456), image[100:300, 200:456])
+            assert len(slide.level_shapes) >= 2, (key, slide.backend)
+
+
+def test_level_closest_to_the_model_scale(slides):
+    with open_slide(slides["svs40"]) as slide:
+        plan = plan_scale(slide, model_mpp=0.5)
+        assert plan["level"] == 1 and plan["factor"] == 1.0 and plan["shape"] == (1024, 1024)
+        assert plan_scale(slide, model_mpp=0.25)["level"] == 0
+        assert plan_scale(slide, None, scale=0.5)["level"] == 1
+        with pytest.raises(ValueError, match="--model-mpp"):
+            plan_scale(slide, model_mpp=None)
+        slide.mpp = None
+        with pytest.raises(ValueError, match="does not record its microns per pixel"):
+            plan_scale(slide, model_mpp=0.5)
+
+
+def test_tissue_mask_finds_the_tiles(tissue):
+    canvas, _ = tissue
+    mask = tissue_mask(canvas)
+    truth = (np.abs(canvas.astype(int) - (242, 241, 238)).max(axis=2) > 10)
+    assert 0.15 < mask.mean() < 0.35
+    assert (mask == truth).mean() > 0.95
+
+
+def test_slide_points_equal_tiles_alone_and_40x_equals_20x(slides, tissue, tmp_path):
+    canvas, _ = tissue
+    loc = localizer()
+    out = {k: localize_slide(p, tmp_path, loc, model_mpp=0.5) for k, p in slides.items()}
+    assert all(r["status"] == "ok" for r in out.values())
+    assert out["svs40"]["tiles_run"] < out["svs40"]["tiles"]  # glass is skipped
+    pts = {k: read_points(tmp_path / f"{Path(p).name.split('.')[0]}.csv") for k, p in slides.items()}
+    # No duplicates at seams.
+    for p in pts.values():
+        d = cdist(p, p) + np.eye(len(p)) * 99
+        assert len(p) > 100 and d.min() > SETTINGS["min_distance"] / 2
+    # The 20x slide's points = the canvas localized alone as one image (within 1 px).
+    whole = loc([canvas])[0].xy
+    assert matched(pts["tif20"], whole, 1.0) >= 0.98 * len(whole)
+    # 40x slides (read at level 1) give the same cells, in level-0 (40x) pixels.
+    for key in ("svs40", "ome40"):
+        assert matched(pts[key] / 2, pts["tif20"], 1.0) >= 0.9 * len(pts["tif20"]), key
+    # GeoJSON is valid and holds the same points, shifted to QuPath's corner origin.
+    fc = json.loads((tmp_path / "s40.geojson").read_text())
+    xy = np.array([f["geometry"]["coordinates"] for f in fc["features"]]) - 0.5
+    assert np.allclose(xy, pts["svs40"], atol=0.006)
+
+
+def test_resume_after_kill_is_byte_identical(slides, tmp_path):
+    whole = tmp_path / "whole"
+    localize_slide(slides["svs40"], whole, localizer(tile_size=256, overlap=64), model_mpp=0.5)
+    killed = tmp_path / "killed"
+    script = (
+        "import os, signal, sys; sys.path.insert(0, sys.argv[3]); import test_wsi as t; "
+        "from liteunet.wsi import localize_slide\n"
+        "def stop(done, total):\n"
+        "    if done == 2: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "localize_slide(sys.argv[1], sys.argv[2], t.localizer(tile_size=256, overlap=64), model_mpp=0.5, callback=stop)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", script, str(slides["svs40"]), str(killed), str(Path(__file__).parent)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert (killed / "s40.progress.json").exists() and not (killed / "s40.csv").exists()
+    assert json.loads((killed / "s40.progress.json").read_text())["state"]["band"] == 2
+    row = localize_slide(slides["svs40"], killed, localizer(tile_size=256, overlap=64), model_mpp=0.5)
+    assert row["status"] == "ok"
+    for suffix in (".csv", ".geojson"):
+        assert (killed / f"s40{suffix}").read_bytes() == (whole / f"s40{suffix}").read_bytes()
+    # Finished: a third run skips it.
+    assert localize_slide(slides["svs40"], killed, localizer(tile_size=256, overlap=64), model_mpp=0.5)["status"] == "done before"
+
+
+def test_no_tissue_mask_runs_every_tile(slides, tmp_path):
+    row = localize_slide(slides["tif20"], tmp_path, localizer(), model_mpp=0.5, tissue=False)
+    assert row["tiles_run"] == row["tiles"] and not (tmp_path / "t20_tissue.png").exists()
+
+
+def test_cohort_reports_a_bad_slide_and_skips_finished_ones(slides, tmp_path):
+    from liteunet import LocalizationOptions
+    from liteunet.wsi import localize_slides
+
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    for p in slides.values():
+        os.symlink(p, folder / Path(p).name)
+    (folder / "broken.svs").write_bytes(b"not a slide")
+    out = tmp_path / "out"
+    opts = LocalizationOptions(device="cpu", progress=False, **SETTINGS)
+    rows = localize_slides(folder, out, DarkBlobs(), options=opts, model_mpp=0.5, progress=False)
+    status = {Path(r["image"]).name: r["status"] for r in rows}
+    assert status == {"broken.svs": "failed", "o40.ome.tiff": "ok", "s40.svs": "ok", "t20.tiff": "ok"}
+    summary = list(csv.DictReader(open(out / "summary.csv")))
+    assert len(summary) == 4 and "tissue_fraction" in summary[0] and "no slide reader" in summary[0]["error"]
+    again = localize_slides(folder, out, DarkBlobs(), options=opts, model_mpp=0.5, progress=False)
+    assert sorted(r["status"] for r in again) == ["done before"] * 3 + ["failed"]
+
+
+def test_cli_slide_folder_on_a_dask_local_cluster(slides, tmp_path, capsys):
+    # The issue's command: a folder of svs, tiff and ome.tiff slides, 2 Dask worker processes.
+    pytest.importorskip("distributed")
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    for p in slides.values():
+        os.symlink(p, folder / Path(p).name)
+    import timm
+
+    import liteunet
+
+    weights = tmp_path / "tiny"  # a small random Lite-UNet saved as a weights folder (fast)
+    torch.manual_seed(0)
+    timm.models.save_for_hf(liteunet.create_model("lite_unet", widths=(8, 8, 16, 16, 16)).eval(), weights,
+                            model_args={"widths": [8, 8, 16, 16, 16]}, safe_serialization=True)
+    out = tmp_path / "out"
+    args = ["localize", str(folder), "-o", str(out), "--workers", "2", "--model", str(weights),
+            "--model-mpp", "0.5", "--device", "cpu", "--threshold", "0.5"]
+    assert main(args) == 0, capsys.readouterr().err
+    for stem in ("s40", "t20", "o40"):
+        for suffix in (".csv", ".geojson", "_tissue.png"):
+            assert (out / f"{stem}{suffix}").exists(), stem + suffix
+    rows = list(csv.DictReader(open(out / "summary.csv")))
+    assert sorted(r["status"] for r in rows) == ["ok"] * 3
+    assert {int(r["level"]) for r in rows} == {0, 1}  # 40x slides read at level 1
+    assert main(args) == 0  # again: every slide finished before, skipped
+    assert "3 of 3 slide(s)" in capsys.readouterr().out
