@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from timm.models import get_pretrained_cfg
+
 from .models import load_model
 from .data import class_names, list_datasets, load_split, split_label
 from .evaluate import (
@@ -79,6 +81,14 @@ def finalize_weights(
     out_folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run_folder / "model.safetensors", out_folder / "model.safetensors")
     config["localization"] = settings.to_dict()
+    # The weights describe the tag they are released as, not the tag of the model they were
+    # fine-tuned from (lite_unet.crc and lite_unet.ki67 once said "multi" and "generalist").
+    registered = get_pretrained_cfg(tag)
+    if registered is not None:
+        cfg = config.setdefault("pretrained_cfg", {})
+        cfg["tag"] = registered.tag
+        if registered.description:
+            cfg["description"] = registered.description
     if num_classes > 1:
         # Name the maps (e.g. BCData's positive / negative) so localize() labels points with them.
         names = {class_names(name) for name in datasets if name in list_datasets()}

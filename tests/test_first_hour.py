@@ -188,3 +188,11 @@ def test_the_command_line_suggests_command_line_fixes(tmp_path, capsys, monkeypa
     monkeypatch.setattr("liteunet.pretrained.bundled.bundled_roots", lambda: [tmp_path / "none"])
     assert main(["localize", str(liteunet.samples.sample_path()), "-o", str(tmp_path), "--model", "lite_unet.crc"]) == 1
     assert "--model path/to/folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tag", TAGS)
+def test_each_weights_folder_describes_its_own_tag(tag):
+    config = json.loads((ROOT / "weights" / tag / "config.json").read_text())
+    registered = timm.models.get_pretrained_cfg(tag)
+    assert config["pretrained_cfg"]["tag"] == registered.tag == tag.split(".")[1]
+    assert config["pretrained_cfg"]["description"] == registered.description
