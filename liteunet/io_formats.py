@@ -231,8 +231,16 @@ def write_summary_csv(results: Sequence[LocalizationResult], path: PathLike) -> 
     Example:
         >>> write_summary_csv(results, "out/summary.csv")  # doctest: +SKIP
     """
+    return write_rows_csv([r.summary() for r in results], path)
+
+
+def write_rows_csv(rows: Sequence[dict[str, Any]], path: PathLike) -> Path:
+    """A CSV of dict rows; its columns are every key in first-seen order (missing cells empty).
+
+    Example:
+        >>> write_rows_csv([{"image": "a.png", "count": 3}], "out/summary.csv")  # doctest: +SKIP
+    """
     path = _parent(path)
-    rows = [r.summary() for r in results]
     fields: list[str] = []
     for row in rows:
         fields += [k for k in row if k not in fields]

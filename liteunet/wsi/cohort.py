@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import glob
 import os
 import time
@@ -31,6 +30,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..io_formats import write_rows_csv
 from ..localization import LocalizationOptions, Localizer
 from .engine import localize_slide, slide_stem
 from .reader import is_slide
@@ -79,15 +79,7 @@ def _run_one(path: str, out_dir: str, model: Any, options: LocalizationOptions, 
 
 def write_slide_summary(rows: list[dict], path: str | os.PathLike) -> Path:
     """``summary.csv``: one row per slide (status, counts, tissue, timing, error)."""
-    path = Path(path)
-    fields: list[str] = []
-    for row in rows:
-        fields += [k for k in row if k not in fields]
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields or ["image"], restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return write_rows_csv(rows, path)
 
 
 def localize_slides(
