@@ -199,9 +199,8 @@ def write_geojson(result: LocalizationResult, path: PathLike, pixel_offset: floa
     fc = to_geojson(result, pixel_offset)
     # One feature per line: readable, diff-able, and still a single JSON document.
     body = ",\n".join(json.dumps(f, separators=(",", ":")) for f in fc["features"])
-    path.write_text(
-        '{"type":"FeatureCollection","features":[\n' + body + "\n]}\n", encoding="utf-8"
-    )
+    head = json.dumps({k: v for k, v in fc.items() if k != "features"}, separators=(",", ":"))[:-1]
+    path.write_text(head + ',"features":[\n' + body + "\n]}\n", encoding="utf-8")
     return path
 
 

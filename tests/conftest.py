@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
+
+# Qt (the napari plugin's tests) runs without a window system; set before any plugin makes the
+# QApplication, which reads it once.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest
 

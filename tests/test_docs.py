@@ -235,7 +235,7 @@ def _faq_errors():
         load_folder(tmp)
 
     return [
-        ("Could not load pretrained weights for 'lite_unet.crc'", lambda tmp: liteunet.create_model("lite_unet.crc", pretrained=True, cache_dir=str(tmp))),
+        ("Could not load pretrained weights for 'lite_unet.crc'", lambda tmp: liteunet.create_model("lite_unet.crc", pretrained=True, cache_dir=str(tmp), revision="v9")),
         ("unknown model 'lite_unett'; liteunet models: ", lambda tmp: liteunet.create_model("lite_unett")),
         ("data set folder not found: looked in ", lambda tmp: resolve_root(tmp / "nowhere")),
         ("have no points file NAME.csv beside them or in points/", folder_without_csv),

@@ -75,6 +75,7 @@ def test_csv_round_trips_through_read_csv_points(tmp_path):
     res = make_result()
     path = write_csv(res, tmp_path / "sub" / "points.csv")
     with open(path, newline="") as f:
+        assert f.readline().startswith("# liteunet ")  # what made the points
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["x", "y", "score", "label", "class"]
     assert [r["class"] for r in rows] == [res.label_names[i] for i in res.labels]

@@ -364,7 +364,7 @@ def test_bad_arguments_raise_clearly(scene):
         localize(img, Blur(), on_error="ignore", progress=False)
     with pytest.raises(ValueError, match="precision must be"):
         localize(img, Blur(), precision="int4", progress=False)
-    with pytest.raises(FileNotFoundError, match="weights folder not found"):
+    with pytest.raises(FileNotFoundError, match="weights folder or file not found"):
         localize(img, "no/such/folder", progress=False)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):

@@ -222,7 +222,7 @@ def test_release_writes_a_card_from_measured_numbers(tmp_path, capsys):
     assert f"| data | {evaluation['data']['f1@5']:.3f} | {evaluation['data']['f1@10']:.3f} |" in card
     assert "## Training data and its terms" in card and "Intended use" in card
     # liteunet eval reproduces the card's numbers with the stored settings
-    assert main(["eval", str(out), str(data), "-o", str(tmp_path / "eval")]) == 0
+    assert main(["eval", str(out), str(data), "--split", "validation", "-o", str(tmp_path / "eval")]) == 0
     assert f"F1@10 {evaluation['data']['f1@10']:.3f}" in capsys.readouterr().out
     # the precision check records bf16 against fp32 and the card shows it; the rest is kept
     from liteunet.release import check_precisions
