@@ -7,10 +7,12 @@ bundled weights unless a test copies them, and the fake Hub of ``tests/fake_hub.
 from __future__ import annotations
 
 import shutil
+import socket
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import safetensors.torch
 from huggingface_hub import constants as hf_constants
@@ -68,3 +70,52 @@ def test_mismatched_cached_file_is_named_for_deletion(fake_hub, folders, monkeyp
     msg = str(info.value)
     assert f"delete the cached file {cached}" in msg, msg
     assert "shape mismatch" in msg and "pass the matching arguments" not in msg.split("To fix")[0]
+
+
+def test_loading_from_the_cache_opens_no_connection(fake_hub, folders, monkeypatch):
+    _publish(fake_hub, folders["multi"], tag="lite_unet.multi")
+    _cached_weights()
+    fake_hub.requests.clear()
+    opened = []
+    connect = socket.socket.connect
+    monkeypatch.setattr(
+        socket.socket, "connect", lambda self, addr: (opened.append(addr), connect(self, addr))[1]
+    )
+    model = liteunet.create_model("lite_unet.multi", pretrained=True)
+    liteunet.localize(np.zeros((32, 32), np.uint8), model=model, device="cpu")
+    liteunet.localize(np.zeros((32, 32), np.uint8), model="lite_unet.multi", device="cpu")
+    assert fake_hub.requests == [] and opened == []
+
+
+def test_an_unanswering_hub_is_waited_on_once_per_process(fake_hub, folders, monkeypatch):
+    _publish(fake_hub, folders["crc"])
+    fake_hub.fault("liteunet/lite_unet.crc", "*", ("slow", 10))  # connects, never answers
+    monkeypatch.setattr(hf_constants, "HF_HUB_ETAG_TIMEOUT", 0.5)
+    start = time.perf_counter()
+    with pytest.raises(PretrainedWeightsError, match=r"no answer within 0.5 s"):
+        liteunet.create_model("lite_unet.crc", pretrained=True)
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    with pytest.raises(PretrainedWeightsError, match="earlier in this process; not waited on"):
+        liteunet.create_model("lite_unet.crc", pretrained=True)
+    assert first >= 0.5 and time.perf_counter() - start < 0.4
+    requests = len(fake_hub.requests)
+    with pytest.raises(PretrainedWeightsError):
+        liteunet.create_model("lite_unet.crc", pretrained=True)
+    assert len(fake_hub.requests) == requests
+
+
+@pytest.mark.parametrize("fault", [("stall", 30), ("drip", 0.3)])
+def test_a_download_has_a_total_deadline_that_the_message_states(
+    fake_hub, folders, monkeypatch, fault
+):
+    _publish(fake_hub, folders["crc"])
+    fake_hub.fault("liteunet/lite_unet.crc", "model.safetensors", fault)
+    monkeypatch.setattr(hf_constants, "HF_HUB_DOWNLOAD_TIMEOUT", 1)  # each read: a drip is quicker
+    monkeypatch.setenv("LITEUNET_HUB_DEADLINE", "2")
+    start = time.perf_counter()
+    with pytest.raises(
+        PretrainedWeightsError, match=r"did not finish within 2 s \(LITEUNET_HUB_DEADLINE"
+    ):
+        liteunet.create_model("lite_unet.crc", pretrained=True)
+    assert time.perf_counter() - start < 3.5
