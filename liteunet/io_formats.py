@@ -213,14 +213,23 @@ def write_points(result: LocalizationResult, path: PathLike, format: str | None 
     return POINT_FORMATS[fmt][1](result, path)
 
 
-def write_summary_csv(results: Sequence[LocalizationResult], path: PathLike) -> Path:
+def write_summary_csv(
+    results: Sequence[LocalizationResult],
+    path: PathLike,
+    extra: Sequence[dict[str, Any]] | None = None,
+) -> Path:
     """One row per image: status, size, counts per class, Ki-67 index, error.
+
+    ``extra`` (one dict per result) adds or replaces columns, e.g. the ``outputs`` written for
+    each image.
 
     Example:
         >>> write_summary_csv(results, "out/summary.csv")  # doctest: +SKIP
     """
     path = _parent(path)
     rows = [r.summary() for r in results]
+    for row, more in zip(rows, extra or ()):
+        row.update(more)
     fields: list[str] = []
     for row in rows:
         fields += [k for k in row if k not in fields]

@@ -22,7 +22,7 @@ LAYERS = [
     {"models"},
     {"inference"},
     {"localization"},
-    {"train", "evaluate", "release", "zoo", "publish", "bench", "io_formats", "hub", "tta", "napari"},
+    {"train", "evaluate", "release", "zoo", "publish", "bench", "io_formats", "outputs", "hub", "tta", "napari"},
     {"cli"},
     {"__main__", "__init__"},
 ]
