@@ -127,3 +127,28 @@ def test_truncated_png_is_closed(tmp_path):
     with pytest.raises(ValueError, match="truncated or corrupt"):
         read_image(path)
     assert _open_fds(path) == 0
+
+
+def test_scores_are_at_most_one():
+    img = cells_image(48, 48, np.array([[20.0, 20.0], [30.0, 34.0]])).astype(np.float32) / 255
+    (result,) = localize(img * 3, Blur(), progress=False, normalize="none", threshold=0.3)
+    assert len(result) == 2 and result.scores.max() <= 1.0
+
+
+def test_timm_checkpoint_path_refuses_pickles_with_the_librarys_error(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.makedirs, (str(marker),))
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"head.weight": Evil()}, evil)
+    with pytest.raises(PretrainedWeightsError, match="refused to unpickle it"):
+        timm.create_model("lite_unet", widths=(8, 8, 16, 16, 16), checkpoint_path=str(evil))
+    assert not marker.exists()
+    good = tmp_path / "good.pth"
+    model = liteunet.create_model("lite_unet", widths=(8, 8, 16, 16, 16))
+    torch.save(model.state_dict(), good)
+    again = timm.create_model("lite_unet", widths=(8, 8, 16, 16, 16), checkpoint_path=str(good))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
