@@ -110,7 +110,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _plan(args: argparse.Namespace, formats: list[str], out_dir: Path) -> tuple[list[Any], list[list[str]]]:
+def _plan(
+    args: argparse.Namespace, formats: list[str], out_dir: Path
+) -> tuple[list[Any], list[list[str]]]:
     """The inputs and each one's output file names, checked before any compute."""
     input_dirs = [Path(i) for i in args.inputs if Path(i).is_dir()]
     outputs.check_out_dir(out_dir, input_dirs)
@@ -124,14 +126,24 @@ def _plan(args: argparse.Namespace, formats: list[str], out_dir: Path) -> tuple[
             continue
         items.append(item)
     if inside:
-        print(f"liteunet localize: {inside} file(s) inside the output folder {out_dir} are not inputs (skipped)", file=sys.stderr)
+        print(
+            f"liteunet localize: {inside} file(s) inside the output folder {out_dir} are not "
+            "inputs (skipped)",
+            file=sys.stderr,
+        )
     exts = [io_formats.POINT_FORMATS[fmt][0] for fmt in formats]
     stems = outputs.output_stems([item.name for item in items])
     names = [outputs.output_names(stem, exts, args.overlay, args.heatmap) for stem in stems]
     return items, names
 
 
-def _write(result: LocalizationResult, src: Any, args: argparse.Namespace, formats: list[str], paths: list[Path]) -> None:
+def _write(
+    result: LocalizationResult,
+    src: Any,
+    args: argparse.Namespace,
+    formats: list[str],
+    paths: list[Path],
+) -> None:
     """Write one image's outputs; on any failure, remove those already written for it."""
     written: list[Path] = []
     try:
@@ -141,7 +153,9 @@ def _write(result: LocalizationResult, src: Any, args: argparse.Namespace, forma
         if args.heatmap:
             path = outputs.clear_target(next(extra))
             if result.location_map is not None:
-                written.append(io_formats.write_heatmap(result.location_map, path, result.label_names))
+                written.append(
+                    io_formats.write_heatmap(result.location_map, path, result.label_names)
+                )
         if args.overlay:
             path = outputs.clear_target(next(extra))
             if src is not None:
@@ -197,7 +211,13 @@ def run(args: argparse.Namespace) -> int:
         if skip and len(item_exists) == len(item_names):
             skipped += 1
             summaries.append(LocalizationResult.failed(item.name, "", ("cell",), {}))
-            extra.append({"status": "skipped", "error": "outputs exist (--skip-existing)", "outputs": "; ".join(item_names)})
+            extra.append(
+                {
+                    "status": "skipped",
+                    "error": "outputs exist (--skip-existing)",
+                    "outputs": "; ".join(item_names),
+                }
+            )
             continue
         result, err = localizer.run_item(item, keep_source=args.overlay)
         src = getattr(result, "_source", None)
@@ -218,7 +238,8 @@ def run(args: argparse.Namespace) -> int:
             tqdm.write(f"liteunet localize: {err} (skipped)", file=sys.stderr)
         summaries.append(result)
         extra.append({"outputs": "" if err is not None else "; ".join(item_names)})
-    io_formats.write_summary_csv(summaries, outputs.clear_target(out_dir / outputs.SUMMARY_NAME), extra)
+    summary = outputs.clear_target(out_dir / outputs.SUMMARY_NAME)
+    io_formats.write_summary_csv(summaries, summary, extra)
     done = len(items) - failed - skipped
     print(
         f"localized {done} of {len(items)} image(s), {cells} cell(s); outputs in {out_dir}"

@@ -38,9 +38,9 @@ def read_image(path: PathLike) -> np.ndarray:
 
     Pillow reads the file (png, jpg, bmp, tif and the other formats it knows). Of a multi-frame
     file (animated GIF, multi-page TIFF read without tifffile) only the first frame is read, with
-    a ``UserWarning`` that says so and how to pass the others. 16-bit grey PNG/TIFF come back as ``uint16``, 32-bit
-    float TIFF as ``float32``, 1-bit masks as ``bool``. Palette images become RGB (RGBA when
-    they carry transparency), grey+alpha becomes grey, CMYK/YCbCr/LAB become RGB.
+    a ``UserWarning`` that says so and how to pass the others. 16-bit grey PNG/TIFF come back as
+    ``uint16``, 32-bit float TIFF as ``float32``, 1-bit masks as ``bool``. Palette images become
+    RGB (RGBA when they carry transparency), grey+alpha becomes grey, CMYK/YCbCr/LAB become RGB.
 
     Args:
         path: the image file.

@@ -178,7 +178,9 @@ def _match(names: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
     if not names:
         return False
     hidden = names[0].startswith(".") and not pattern[0].startswith(".")
-    return not hidden and fnmatch.fnmatchcase(names[0], pattern[0]) and _match(names[1:], pattern[1:])
+    if hidden or not fnmatch.fnmatchcase(names[0], pattern[0]):
+        return False
+    return _match(names[1:], pattern[1:])
 
 
 def _once(files: list[Path]) -> list[Path]:

@@ -38,7 +38,8 @@ def _checked_state_dict(
             state_dict = filter_fn(state_dict, model)
         except TypeError:  # timm also accepts one-argument filters
             state_dict = filter_fn(state_dict)
-    check_state_dict(model, state_dict, found.describe(), model.pretrained_cfg if adapt else None, strict)
+    cfg = model.pretrained_cfg if adapt else None
+    check_state_dict(model, state_dict, found.describe(), cfg, strict)
     return state_dict
 
 

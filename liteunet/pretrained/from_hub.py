@@ -214,7 +214,8 @@ def from_hub(
         if not need_weights:
             return config_file, config, None
         current[0] = filename
-        return config_file, config, _hub_file(repo_id, revision, filename, cache_dir, local_only, force)
+        weights = _hub_file(repo_id, revision, filename, cache_dir, local_only, force)
+        return config_file, config, weights
 
     try:
         config_file, config, weights = (
