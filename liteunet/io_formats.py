@@ -224,13 +224,23 @@ def write_points(result: LocalizationResult, path: PathLike, format: str | None 
     return POINT_FORMATS[fmt][1](result, path)
 
 
-def write_summary_csv(results: Sequence[LocalizationResult], path: PathLike) -> Path:
+def write_summary_csv(
+    results: Sequence[LocalizationResult],
+    path: PathLike,
+    extra: Sequence[dict[str, Any]] | None = None,
+) -> Path:
     """One row per image: status, size, counts per class, Ki-67 index, error.
+
+    ``extra`` (one dict per result) adds or replaces columns, e.g. the ``outputs`` written for
+    each image.
 
     Example:
         >>> write_summary_csv(results, "out/summary.csv")  # doctest: +SKIP
     """
-    return write_rows_csv([r.summary() for r in results], path)
+    rows = [r.summary() for r in results]
+    for row, more in zip(rows, extra or ()):
+        row.update(more)
+    return write_rows_csv(rows, path)
 
 
 def write_rows_csv(rows: Sequence[dict[str, Any]], path: PathLike) -> Path:

@@ -7,8 +7,10 @@ whatever the size of the slide. :func:`liteunet.localize` streams its tiles thro
 
 ``tifffile`` is an optional dependency (``pip install liteunet[tiff]``). Compressed slides need
 the codec too: LZW, deflate and PackBits are built in, JPEG / JPEG 2000 (e.g. Aperio SVS) need
-``imagecodecs`` (``pip install imagecodecs``). Only the first page of a level is read (the
-first plane of a multi-page stack), as :func:`liteunet.data.read_image` reads the first frame.
+``imagecodecs`` (``pip install imagecodecs``). A level stored as several pages is read as
+channels when its pages are channels (an axis ``C``, or three pages of unnamed axis, as
+``tifffile.imwrite(path, stack, photometric="minisblack")`` writes a ``(3, H, W)`` array); any
+other stack (z, time) is refused with a message saying how to pass one plane or a projection.
 """
 
 from __future__ import annotations
@@ -107,17 +109,52 @@ class TiffImage:
             )
         self.level = int(level)
         self.series = int(series)
-        page = pages[self.level]
+        self._channel_pages = self._pages_as_channels(levels[self.level])
+        page = self._channel_pages[0] if self._channel_pages else pages[self.level]
         if hasattr(page, "aspage"):
             page = page.aspage()  # a TiffFrame shares its keyframe's layout; decode needs a page
-        self._page = page
         if page.imagedepth > 1:
             raise ValueError(f"{self.path}: volumetric (3-D) TIFF pages are not supported")
         self.dtype = np.dtype(page.dtype)
         h, w, spp = int(page.imagelength), int(page.imagewidth), int(page.samplesperpixel)
         self.shape: tuple[int, ...] = (h, w) if spp == 1 else (h, w, spp)
+        if self._channel_pages:
+            self.shape = (h, w, len(self._channel_pages))
         h0, w0 = self.level_shapes[0]
         self.downsample = (h0 / h if h else 1.0, w0 / w if w else 1.0)
+        #: Segments (tiles or strips) decoded so far; tests read it to check laziness.
+        self.segments_read = 0
+        self._use_page(page)
+
+    def _pages_as_channels(self, level: Any) -> list[Any]:
+        """The pages of a multi-page level when they are channels; [] for one page; else refuse."""
+        pages = list(level.pages)
+        if len(pages) <= 1:
+            return []
+        axes, shape = str(level.axes), tuple(level.shape)
+        extra = [a for a in axes if a not in "YXS"]
+        first = pages[0].aspage() if hasattr(pages[0], "aspage") else pages[0]
+        same = all(
+            (p.shape, p.dtype) == (first.shape, first.dtype) for p in pages if hasattr(p, "shape")
+        )
+        grey = int(first.samplesperpixel) == 1
+        if same and grey and len(extra) == 1 and (
+            (extra[0] == "C" and len(pages) <= 4) or (extra[0] in "QI" and len(pages) == 3)
+        ):
+            return [p.aspage() if hasattr(p, "aspage") else p for p in pages]
+        raise ValueError(
+            f"{self.path} holds a stack of {len(pages)} pages (axes {axes}, shape {shape}); "
+            "liteunet localizes one 2-D image (grey, or up to 4 channels stored as channels). "
+            "Pass one plane as an array (tifffile.imread(path, key=K)), a projection "
+            "(tifffile.imread(path).max(axis=0)), or save the channels in one page "
+            "(tifffile.imwrite(out, np.moveaxis(stack, 0, -1), photometric='rgb'))"
+        )
+
+    def _use_page(self, page: Any) -> None:
+        """Read segments from ``page`` from now on (one page, or one channel page at a time)."""
+        self._page = page
+        w, spp = int(page.imagewidth), int(page.samplesperpixel)
+        self._spp = spp
         self._separate = page.planarconfig == 2 and spp > 1
         self._tiled = bool(page.is_tiled)
         self._chunked = tuple(int(c) for c in page.chunked)
@@ -127,8 +164,6 @@ class TiffImage:
         if page.compression in _JPEG_CODES:
             self._decodeargs["jpegtables"] = page.jpegtables
             self._decodeargs["jpegheader"] = page.jpegheader
-        #: Segments (tiles or strips) decoded so far; tests read it to check laziness.
-        self.segments_read = 0
 
     # --- context manager --------------------------------------------------------------------------
     def close(self) -> None:
@@ -174,7 +209,18 @@ class TiffImage:
             raise ValueError(
                 f"{self.path}: region rows {y0}:{y1}, cols {x0}:{x1} is outside {h}x{w}"
             )
-        spp = self.shape[2] if len(self.shape) == 3 else 1
+        if self._channel_pages:  # one page per channel
+            planes = []
+            for page in self._channel_pages:
+                self._use_page(page)
+                planes.append(self._read_page(y0, y1, x0, x1)[..., 0])
+            return np.stack(planes, axis=-1)
+        out = self._read_page(y0, y1, x0, x1)
+        return out[..., 0] if len(self.shape) == 2 else out
+
+    def _read_page(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """The region of the current page, ``(rows, columns, samples)``."""
+        spp = self._spp
         out = np.zeros((y1 - y0, x1 - x0, spp), dtype=self.dtype)
         rows = range(y0 // self._seg_h, (y1 - 1) // self._seg_h + 1)
         cols = range(x0 // self._seg_w, (x1 - 1) // self._seg_w + 1)
@@ -218,7 +264,7 @@ class TiffImage:
                 out[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0, s] = block[..., 0]
             else:
                 out[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0] = block[..., :spp]
-        return out[..., 0] if spp == 1 and len(self.shape) == 2 else out
+        return out
 
     def read(self) -> np.ndarray:
         """The whole level in memory (use :meth:`read_region` for large levels)."""

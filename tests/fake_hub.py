@@ -12,7 +12,9 @@ Large (LFS) files answer like the real Hub: ``302`` to a CDN on another origin, 
 ``X-Linked-Etag`` (sha256) and ``X-Linked-Size``; the client then GETs the CDN URL without
 following further. Small files answer ``200`` directly with a git-sha1 ``ETag``.
 
-Faults per file: ``"404"``, ``"500"``, or ``("slow", seconds)`` (the answer waits).
+Faults per file: ``"404"``, ``"500"``, ``("slow", seconds)`` (the answer waits),
+``("stall", seconds)`` (a GET's answer waits; HEAD answers at once) or ``("drip", seconds)`` (a
+GET sends its headers, then one byte every ``seconds``: no read ever times out).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class FakeHub:
         ...     hub.endpoint.startswith("http://127.0.0.1:")
         True
     """
+
+    _stopping = threading.Event()  # set while any hub stops: dripping answers end
 
     def __init__(self) -> None:
         self.files: dict[tuple[str, str], dict[str, bytes]] = {}
@@ -74,6 +78,7 @@ class FakeHub:
 
     def start(self) -> FakeHub:
         hub = self
+        FakeHub._stopping.clear()
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:  # keep test output quiet
@@ -94,6 +99,7 @@ class FakeHub:
 
     def stop(self) -> None:
         self._released.set()  # wake up "slow" answers
+        FakeHub._stopping.set()
         for server in self._servers:
             server.shutdown()
             server.server_close()
@@ -117,9 +123,10 @@ class FakeHub:
             return self._send(req, 404, body, {"X-Error-Code": "RepoNotFound"})
 
         fault = self.faults.get((repo_id, filename), self.faults.get((repo_id, "*")))
-        if isinstance(fault, tuple) and fault[0] == "slow":
+        if isinstance(fault, tuple) and (fault[0] == "slow" or (fault[0] == "stall" and body)):
             self._released.wait(fault[1])
             fault = None
+        drip = fault[1] if isinstance(fault, tuple) and fault[0] == "drip" and body else None
         if fault == "500":
             return self._send(req, 500, body, {}, b"Internal Server Error")
         if not any(repo == repo_id for repo, _ in self.files):
@@ -143,7 +150,7 @@ class FakeHub:
             headers["ETag"] = f'"{hashlib.sha1(b"pointer" + content).hexdigest()}"'
             return self._send(req, 302, body, {**headers, **commit})
         etag = hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()  # git's blob id
-        return self._send(req, 200, body, {"ETag": f'"{etag}"', **commit}, content)
+        return self._send(req, 200, body, {"ETag": f'"{etag}"', **commit}, content, drip)
 
     @staticmethod
     def _send(
@@ -152,6 +159,7 @@ class FakeHub:
         body: bool,
         headers: dict[str, str],
         content: bytes = b"",
+        drip: float | None = None,
     ) -> None:
         try:
             req.send_response(status)
@@ -159,7 +167,13 @@ class FakeHub:
                 req.send_header(key, value)
             req.send_header("Content-Length", str(len(content)))
             req.end_headers()
-            if body and content:
+            if body and content and drip:
+                for i in range(len(content)):
+                    req.wfile.write(content[i : i + 1])
+                    req.wfile.flush()
+                    if FakeHub._stopping.wait(drip):
+                        return
+            elif body and content:
                 req.wfile.write(content)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
             pass

@@ -30,6 +30,7 @@ from liteunet import hub
 from liteunet.cli import main as cli_main
 from liteunet.cli import push as push_command
 from liteunet.pretrained import bundled as _bundled
+from liteunet.pretrained import from_hub as _from_hub
 from liteunet.hub import PretrainedWeightsError, load_localization_settings
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -108,6 +109,8 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(home))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setattr(_bundled, "bundled_roots", lambda: [tmp_path / "bundled"])
+    monkeypatch.setattr(_from_hub, "_WAITED", {}, raising=False)  # each test starts with a Hub not yet waited on
+    monkeypatch.delenv("LITEUNET_HUB_DEADLINE", raising=False)
     return tmp_path
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,14 +17,19 @@ SLIDE_BACKENDS = ("openslide", "tiffslide", "tifffile")  # liteunet.wsi.BACKENDS
 #: Suffixes only the whole-slide path reads (vendor formats); they switch it on by themselves.
 VENDOR_SUFFIXES = (".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide")
 
+from .. import outputs  # standard library only: --help stays fast
+
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "localize",
         help="find the cells in images of any size; write CSV / JSON / GeoJSON (QuPath) points",
         description="Localize cells in images, folders, globs or TIFF slides (tiled, with "
-        "overlap). Writes one points file per image and a summary.csv to OUT_DIR. A file that "
-        "cannot be read is reported and skipped; the exit code is 1 when any failed.",
+        "overlap). Writes one points file per image and a summary.csv to OUT_DIR (it names each "
+        "image's output files). Output names never collide: when two inputs share a name, the "
+        "suffix stays in it (x.png -> x_png.csv, x.tif -> x_tif.csv). Existing outputs are not "
+        "replaced unless --overwrite; --skip-existing keeps them and skips those images. A file "
+        "that cannot be read is reported and skipped; the exit code is 1 when any failed.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     p.add_argument("-o", "--out-dir", required=True, help="folder for the outputs")
@@ -36,6 +42,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--format",
         default=None,
         help="points format(s), comma-separated: csv, json, geojson (default csv; whole slides: csv,geojson)",
+    )
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument(
+        "--overwrite", action="store_true", help="replace outputs that exist already"
+    )
+    existing.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="keep outputs that exist already and skip their images (default: stop and list them)",
     )
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
     p.add_argument("--heatmap", action="store_true", help="also write <name>_heatmap.png")
@@ -151,19 +166,67 @@ def _run_slides(args: argparse.Namespace, formats: list[str]) -> int:
     return 1 if failed or not rows else 0
 
 
-def _output_stem(name: str, used: set[str]) -> str:
-    base = Path(name).name
-    for suffix in (".ome.tiff", ".ome.tif"):
-        if base.lower().endswith(suffix):
-            base = base[: -len(suffix)]
-            break
-    else:
-        base = Path(base).stem or "image"
-    stem, i = base, 2
-    while stem in used:  # two inputs with one name (a/x.png, b/x.png): x, x_2
-        stem, i = f"{base}_{i}", i + 1
-    used.add(stem)
-    return stem
+def _plan(
+    args: argparse.Namespace, formats: list[str], out_dir: Path
+) -> tuple[list[Any], list[list[str]]]:
+    """The inputs and each one's output file names, checked before any compute."""
+    from .. import io_formats
+    from ..localization.inputs import expand_inputs
+
+    input_dirs = [Path(i) for i in args.inputs if Path(i).is_dir()]
+    outputs.check_out_dir(out_dir, input_dirs)
+    items, inside = [], 0
+    resolved = out_dir.resolve()
+    for item in expand_inputs(list(args.inputs)):
+        payload = item.payload
+        named = isinstance(payload, Path) and str(payload) in args.inputs
+        if isinstance(payload, Path) and not named and resolved in payload.resolve().parents:
+            inside += 1  # a glob match inside the output folder: an output of an earlier run
+            continue
+        items.append(item)
+    if inside:
+        print(
+            f"liteunet localize: {inside} file(s) inside the output folder {out_dir} are not "
+            "inputs (skipped)",
+            file=sys.stderr,
+        )
+    exts = [io_formats.POINT_FORMATS[fmt][0] for fmt in formats]
+    stems = outputs.output_stems([item.name for item in items])
+    names = [outputs.output_names(stem, exts, args.overlay, args.heatmap) for stem in stems]
+    return items, names
+
+
+def _write(
+    result: Any,
+    src: Any,
+    args: argparse.Namespace,
+    formats: list[str],
+    paths: list[Path],
+) -> None:
+    """Write one image's outputs; on any failure, remove those already written for it."""
+    from .. import io_formats
+    from ..localization.inputs import display_image
+
+    written: list[Path] = []
+    try:
+        for fmt, path in zip(formats, paths):
+            written.append(io_formats.POINT_FORMATS[fmt][1](result, outputs.clear_target(path)))
+        extra = iter(paths[len(formats) :])
+        if args.heatmap:
+            path = outputs.clear_target(next(extra))
+            if result.location_map is not None:
+                written.append(
+                    io_formats.write_heatmap(result.location_map, path, result.label_names)
+                )
+        if args.overlay:
+            path = outputs.clear_target(next(extra))
+            if src is not None:
+                image, factor = display_image(src, io_formats.MAX_PNG_SIDE)
+                written.append(io_formats.write_overlay(image, result, path, image_scale=factor))
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
 
 
 def run(args: argparse.Namespace) -> int:
@@ -172,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
 
     from .. import io_formats
     from ..localization import LocalizationResult, Localizer
-    from ..localization.inputs import display_image, expand_inputs, named_error
+    from ..localization.inputs import named_error
 
     slides = _slide_mode(args)
     text = args.format if args.format is not None else ("csv,geojson" if slides else "csv")
@@ -182,8 +245,18 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--format: unknown {unknown or text!r}; use csv, json, geojson")
     if slides:
         return _run_slides(args, formats)
+    formats = list(dict.fromkeys(formats))
     out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    items, names = _plan(args, formats, out_dir)
+    overwrite, skip = getattr(args, "overwrite", False), getattr(args, "skip_existing", False)
+    exists = [[n for n in item_names if os.path.lexists(out_dir / n)] for item_names in names]
+    if not (overwrite or skip) and any(exists):
+        found = [n for e in exists for n in e]
+        shown = ", ".join(found[:5]) + (f" (+{len(found) - 5} more)" if len(found) > 5 else "")
+        raise FileExistsError(
+            f"{len(found)} output file(s) exist already in {out_dir}: {shown}. Pass --overwrite "
+            "to replace them, or --skip-existing to keep them and skip their images."
+        )
     localizer = Localizer(
         args.model,
         device=args.device,
@@ -205,28 +278,25 @@ def run(args: argparse.Namespace) -> int:
         map_max_side=io_formats.MAX_PNG_SIDE if args.heatmap else None,
         progress=True,
     )
-    items = expand_inputs(list(args.inputs))
-    used: set[str] = set()
-    summaries, failed, cells = [], 0, 0
-    bar = tqdm(items, desc="localize", unit="image", file=sys.stderr)
-    for item in bar:
+    summaries, extra, failed, skipped, cells = [], [], 0, 0, 0
+    bar = tqdm(list(zip(items, names, exists)), desc="localize", unit="image", file=sys.stderr)
+    for item, item_names, item_exists in bar:
+        if skip and len(item_exists) == len(item_names):
+            skipped += 1
+            summaries.append(LocalizationResult.failed(item.name, "", ("cell",), {}))
+            extra.append(
+                {
+                    "status": "skipped",
+                    "error": "outputs exist (--skip-existing)",
+                    "outputs": "; ".join(item_names),
+                }
+            )
+            continue
         result, err = localizer.run_item(item, keep_source=args.overlay)
         src = getattr(result, "_source", None)
         try:
             if err is None:
-                stem = _output_stem(item.name, used)
-                for fmt in formats:
-                    ext, writer = io_formats.POINT_FORMATS[fmt]
-                    writer(result, out_dir / f"{stem}{ext}")
-                if args.heatmap and result.location_map is not None:
-                    io_formats.write_heatmap(
-                        result.location_map, out_dir / f"{stem}_heatmap.png", result.label_names
-                    )
-                if args.overlay and src is not None:
-                    image, factor = display_image(src, io_formats.MAX_PNG_SIDE)
-                    io_formats.write_overlay(
-                        image, result, out_dir / f"{stem}_overlay.png", image_scale=factor
-                    )
+                _write(result, src, args, formats, [out_dir / n for n in item_names])
                 cells += result.count
         except Exception as write_err:  # a full disk or an unwritable folder: report, go on
             err = named_error(write_err, item.name)
@@ -240,10 +310,13 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             tqdm.write(f"liteunet localize: {err} (skipped)", file=sys.stderr)
         summaries.append(result)
-    io_formats.write_summary_csv(summaries, out_dir / "summary.csv")
-    done = len(items) - failed
+        extra.append({"outputs": "" if err is not None else "; ".join(item_names)})
+    summary = outputs.clear_target(out_dir / outputs.SUMMARY_NAME)
+    io_formats.write_summary_csv(summaries, summary, extra)
+    done = len(items) - failed - skipped
     print(
         f"localized {done} of {len(items)} image(s), {cells} cell(s); outputs in {out_dir}"
+        + (f"; {skipped} skipped, their outputs exist" if skipped else "")
         + (f"; {failed} failed (see above and summary.csv)" if failed else "")
     )
     return 1 if failed else 0

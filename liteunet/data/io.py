@@ -7,7 +7,9 @@ choice of how to scale it is made once, in ``normalize_image``, and not hidden i
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -34,10 +36,11 @@ def _check_file(path: PathLike, what: str = "image") -> Path:
 def read_image(path: PathLike) -> np.ndarray:
     """Read an image file into a numpy array, keeping its stored dtype.
 
-    Pillow reads the file (png, jpg, bmp, tif and the other formats it knows). Only the first
-    frame of a multi-frame file is read. 16-bit grey PNG/TIFF come back as ``uint16``, 32-bit
-    float TIFF as ``float32``, 1-bit masks as ``bool``. Palette images become RGB (RGBA when
-    they carry transparency), grey+alpha becomes grey, CMYK/YCbCr/LAB become RGB.
+    Pillow reads the file (png, jpg, bmp, tif and the other formats it knows). Of a multi-frame
+    file (animated GIF, multi-page TIFF read without tifffile) only the first frame is read, with
+    a ``UserWarning`` that says so and how to pass the others. 16-bit grey PNG/TIFF come back as
+    ``uint16``, 32-bit float TIFF as ``float32``, 1-bit masks as ``bool``. Palette images become
+    RGB (RGBA when they carry transparency), grey+alpha becomes grey, CMYK/YCbCr/LAB become RGB.
 
     Args:
         path: the image file.
@@ -60,24 +63,49 @@ def read_image(path: PathLike) -> np.ndarray:
         (dtype('uint16'), (520, 696))
     """
     path = _check_file(path)
+    im = None
     try:
         im = Image.open(path)
         im.load()  # decode now, so a truncated file fails here and not later
-    except UnidentifiedImageError as err:
-        raise ValueError(f"{path} is not an image file Pillow can read ({err})") from err
-    except PermissionError:
-        raise
-    except (OSError, SyntaxError, ValueError) as err:
-        # Pillow reports truncated/corrupt data as OSError ("image file is truncated"),
-        # SyntaxError (broken PNG chunks) or ValueError, depending on the format.
-        raise ValueError(
-            f"{path} could not be decoded: truncated or corrupt image ({err})"
-        ) from err
+    except BaseException as err:
+        if im is not None:
+            im.close()  # a file that fails to decode is not left open
+        _raise_read_error(err, path)
     with im:
+        frames = int(getattr(im, "n_frames", 1) or 1)
+        if frames > 1:
+            warnings.warn(
+                f"{path} holds {frames} frames/pages; only the first is read. To localize the "
+                "others, pass each as an array (PIL: im.seek(k); np.asarray(im)), or for a TIFF "
+                "stack install tifffile (pip install 'liteunet[tiff]'), which reads page "
+                "channels as channels",
+                UserWarning,
+                stacklevel=2,
+            )
         try:
             return _pil_to_array(im)
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
+
+
+def _raise_read_error(err: BaseException, path: Path) -> NoReturn:
+    """Raise the reading error of ``path`` as a message that says what to do."""
+    if isinstance(err, Image.DecompressionBombError):
+        limit = Image.MAX_IMAGE_PIXELS
+        raise ValueError(
+            f"{path} is larger than Pillow's decompression-bomb limit ({err}). liteunet reads "
+            "images of any size as TIFF, region by region: convert it to a tiled TIFF (e.g. "
+            "vips tiffsave IN OUT.tif --tile --bigtiff) and pip install 'liteunet[tiff]'; or, "
+            "if you trust the file, raise Pillow's limit before localizing: "
+            f"PIL.Image.MAX_IMAGE_PIXELS = None (now {limit})"
+        ) from err
+    if isinstance(err, UnidentifiedImageError):
+        raise ValueError(f"{path} is not an image file Pillow can read ({err})") from err
+    if isinstance(err, PermissionError) or not isinstance(err, (OSError, SyntaxError, ValueError)):
+        raise err
+    # Pillow reports truncated/corrupt data as OSError ("image file is truncated"),
+    # SyntaxError (broken PNG chunks) or ValueError, depending on the format.
+    raise ValueError(f"{path} could not be decoded: truncated or corrupt image ({err})") from err
 
 
 def _pil_to_array(im: Image.Image) -> np.ndarray:

@@ -9,9 +9,11 @@ TIFF slide lazily, tile by tile (:class:`liteunet.slides.TiffImage`), anything e
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,11 +112,86 @@ def _expand_path(path: Path) -> list[InputItem]:
             ]
         return [InputItem(str(p), p) for p in files]
     if not path.exists() and glob.has_magic(text):
-        files = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+        files = _glob_files(text)
         if not files:
             return [InputItem(text, error=FileNotFoundError(f"no file matches {text}"))]
         return [InputItem(str(p), p) for p in files]
     return [InputItem(text, path)]
+
+
+def _glob_files(pattern: str) -> list[Path]:
+    """The files ``pattern`` matches, each real file once; ``**`` walks folders once each.
+
+    Python's own recursive glob follows symbolic links into folders it has already seen, so a
+    link loop gives the same image many times, or never ends. Here every folder is entered once
+    (by device and inode), and the loops skipped are reported in one warning.
+    """
+    parts = Path(pattern).parts
+    if "**" not in parts:
+        found = [Path(p) for p in glob.glob(pattern) if Path(p).is_file()]
+        return _once(found)
+    cut = parts.index("**")
+    head, rest = Path(*parts[:cut]) if cut else Path("."), parts[cut:]
+    roots = [Path(p) for p in glob.glob(str(head))] if glob.has_magic(str(head)) else [head]
+    found, loops = [], []
+    seen: set[tuple[int, int]] = set()
+    for root in roots:
+        if not root.is_dir():
+            continue
+        st = root.stat()
+        seen.add((st.st_dev, st.st_ino))
+        for dirpath, dirs, names in os.walk(root, followlinks=True):
+            keep = []
+            for d in sorted(dirs):
+                try:
+                    st = os.stat(os.path.join(dirpath, d))
+                except OSError:
+                    continue
+                if (st.st_dev, st.st_ino) in seen:
+                    loops.append(os.path.join(dirpath, d))
+                else:
+                    seen.add((st.st_dev, st.st_ino))
+                    keep.append(d)
+            dirs[:] = keep
+            rel = Path(dirpath).relative_to(root).parts
+            for name in names:
+                candidate = Path(dirpath, name)
+                if _match(rel + (name,), rest) and candidate.is_file():
+                    found.append(candidate)
+    if loops:
+        shown = ", ".join(loops[:3]) + (f" (+{len(loops) - 3} more)" if len(loops) > 3 else "")
+        warnings.warn(
+            f"{pattern}: skipped {len(loops)} linked folder(s) already visited (link loops or "
+            f"aliases): {shown}; each real file is taken once",
+            UserWarning,
+            stacklevel=4,
+        )
+    return _once(found)
+
+
+def _match(names: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
+    """Path components against glob components, ``**`` matching any number of folders."""
+    if not pattern:
+        return not names
+    if pattern[0] == "**":
+        return any(_match(names[i:], pattern[1:]) for i in range(len(names) + 1))
+    if not names:
+        return False
+    hidden = names[0].startswith(".") and not pattern[0].startswith(".")
+    if hidden or not fnmatch.fnmatchcase(names[0], pattern[0]):
+        return False
+    return _match(names[1:], pattern[1:])
+
+
+def _once(files: list[Path]) -> list[Path]:
+    """Sorted, each real file once (a link to a file already listed is dropped)."""
+    out, real = [], set()
+    for p in sorted(files):
+        key = os.path.realpath(p)
+        if key not in real:
+            real.add(key)
+            out.append(p)
+    return out
 
 
 def _expand_tensor(t: torch.Tensor, name: str) -> list[InputItem]:

@@ -321,7 +321,9 @@ class Localizer:
         settings = self.settings
         return LocalizationResult(
             xy=np.ascontiguousarray(xy, dtype=np.float32).reshape(-1, 2),
-            scores=np.ascontiguousarray(scores, dtype=np.float32),
+            # The map regresses Gaussians of height 1 (MSE): a peak may overshoot it; a score
+            # is a confidence, at most 1.
+            scores=np.ascontiguousarray(np.minimum(scores, 1.0), dtype=np.float32),
             labels=np.ascontiguousarray(labels, dtype=np.int64),
             image_size=(int(h0), int(w0)),
             source=name,

@@ -17,7 +17,8 @@ class LocalizationResult:
     Attributes:
         xy: ``(N, 2)`` float32 points ``(x, y)`` in pixels of the input image (x = column,
             y = row, ``(0, 0)`` the centre of the top-left pixel), sorted by descending score.
-        scores: ``(N,)`` float32 location-map value at each point.
+        scores: ``(N,)`` float32 location-map value at each point, at most 1 (the map
+            regresses peaks of height 1 and may overshoot them slightly).
         labels: ``(N,)`` int64 class of each point, an index into ``label_names``.
         image_size: ``(H, W)`` of the input image (level 0 for a pyramidal TIFF).
         source: the file path, or ``"input[i]"`` for an in-memory image.

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import timm
+import timm.models._factory as _timm_factory
 import torch.nn as nn
 
 from ..pretrained import CONFIG_NAME, WEIGHTS_NAME, load_weights_file, read_config
@@ -135,3 +136,24 @@ def _load_weights_file(path: Path, **kwargs: Any) -> nn.Module:
     overlay = {k: v for k, v in (config.get("pretrained_cfg") or {}).items() if k in ("label_names", "tag", "num_classes")}
     overlay.setdefault("num_classes", kwargs.get("num_classes", 1))
     return create_model(architecture, pretrained=True, pretrained_cfg_overlay=dict(overlay, file=str(path)), **kwargs)
+
+
+_timm_load_checkpoint = _timm_factory.load_checkpoint
+
+
+def _load_checkpoint(model: nn.Module, checkpoint_path: str, *args: Any, **kwargs: Any) -> Any:
+    """``timm.create_model(..., checkpoint_path=...)`` for a liteunet model: the checked reader.
+
+    timm reads the file with ``torch.load`` and lets its errors through; for liteunet's models
+    the file is read like ``liteunet.create_model`` reads it (:func:`load_weights_file`), so a
+    pickle with Python objects, a truncated file or a foreign one raises
+    :class:`~liteunet.pretrained.PretrainedWeightsError`. Other models keep timm's loader.
+    """
+    if type(model).__module__.startswith("liteunet.") and not args and not kwargs:
+        load_weights_file(model, checkpoint_path)
+        return None
+    return _timm_load_checkpoint(model, checkpoint_path, *args, **kwargs)
+
+
+if _timm_factory.load_checkpoint is _timm_load_checkpoint:  # once, however often imported
+    _timm_factory.load_checkpoint = _load_checkpoint

@@ -22,13 +22,14 @@ from .resolve import pretrained_name, resolve, with_revision
 __all__ = ["build_pretrained", "load_weights_file"]
 
 
-def _load_into(
+def _checked_state_dict(
     model: nn.Module,
     found: ResolvedWeights,
     strict: bool = True,
     filter_fn: Callable[..., dict[str, torch.Tensor]] | None = None,
     adapt: bool = True,
-) -> None:
+) -> dict[str, torch.Tensor]:
+    """The tensors of ``found``, filtered, once they fit ``model`` (else PretrainedWeightsError)."""
     state_dict = (
         found.state_dict if found.state_dict is not None else read_state_dict(found.weights_file)
     )
@@ -37,8 +38,19 @@ def _load_into(
             state_dict = filter_fn(state_dict, model)
         except TypeError:  # timm also accepts one-argument filters
             state_dict = filter_fn(state_dict)
+    cfg = model.pretrained_cfg if adapt else None
+    check_state_dict(model, state_dict, found.describe(), cfg, strict)
+    return state_dict
+
+
+def _copy_into(
+    model: nn.Module,
+    found: ResolvedWeights,
+    state_dict: dict[str, torch.Tensor],
+    strict: bool = True,
+    adapt: bool = True,
+) -> None:
     cfg = model.pretrained_cfg
-    check_state_dict(model, state_dict, found.describe(), cfg if adapt else None, strict)
     if adapt:
         # timm adapts in_chans / num_classes; hand it the tensors already read and checked.
         sources = dict(source=None, file=None, url=None, hf_hub_id=None, state_dict=state_dict)
@@ -113,21 +125,40 @@ def build_pretrained(
             pretrained_filter_fn=pretrained_filter_fn,
             **kwargs,
         )
-    found = resolve(cfg, variant, cache_dir=cache_dir)
-    model_args = found.config.get("model_args")
-    if isinstance(model_args, dict) and model_args:
-        # num_classes / in_chans come from the pretrained_cfg or the caller, and timm adapts the
-        # weights to them; a file that disagrees with its tag fails the shape check instead.
-        for key, value in model_args.items():
-            if key not in ("num_classes", "in_chans"):
-                kwargs.setdefault(key, value)
-        kwargs.setdefault("pretrained_model_args", dict(model_args))
-    cfg = dataclasses.replace(cfg, state_dict=None)  # the tensors stay out of model.pretrained_cfg
-    model = build_model_with_cfg(
-        model_cls, variant, False, pretrained_cfg=cfg.to_dict(), cache_dir=cache_dir, **kwargs
-    )
-    _load_into(model, found, strict=pretrained_strict, filter_fn=pretrained_filter_fn)
-    return model
+    bare_cfg = dataclasses.replace(cfg, state_dict=None)  # the tensors stay out of pretrained_cfg
+    accepted: dict[str, Any] = {}
+
+    def build_for(found: ResolvedWeights) -> nn.Module:
+        model_kwargs = dict(kwargs)
+        model_args = found.config.get("model_args")
+        if isinstance(model_args, dict) and model_args:
+            # num_classes / in_chans come from the pretrained_cfg or the caller, and timm adapts
+            # the weights to them; a file that disagrees with its tag fails the shape check.
+            for key, value in model_args.items():
+                if key not in ("num_classes", "in_chans"):
+                    model_kwargs.setdefault(key, value)
+            model_kwargs.setdefault("pretrained_model_args", dict(model_args))
+        return build_model_with_cfg(
+            model_cls,
+            variant,
+            False,
+            pretrained_cfg=bare_cfg.to_dict(),
+            cache_dir=cache_dir,
+            **model_kwargs,
+        )
+
+    def check(found: ResolvedWeights) -> None:
+        # Checked against the model before the copy is accepted, so that a cached or downloaded
+        # file that does not fit falls through to the next source like a corrupt one.
+        model = build_for(found)
+        state_dict = _checked_state_dict(model, found, pretrained_strict, pretrained_filter_fn)
+        accepted.update(found=found, model=model, state_dict=state_dict)
+
+    found = resolve(cfg, variant, cache_dir=cache_dir, check=check)
+    if accepted.get("found") is not found:  # a named file or state dict: checked here, raised
+        check(found)
+    _copy_into(accepted["model"], found, accepted["state_dict"], strict=pretrained_strict)
+    return accepted["model"]
 
 
 def load_weights_file(model: nn.Module, path: str | Path, strict: bool = True) -> None:
@@ -151,4 +182,5 @@ def load_weights_file(model: nn.Module, path: str | Path, strict: bool = True) -
     """
     expected = (getattr(model, "pretrained_cfg", None) or {}).get("architecture")
     found = open_local(Path(path), expected, need_weights=True)
-    _load_into(model, found, strict=strict, adapt=False)
+    state_dict = _checked_state_dict(model, found, strict=strict, adapt=False)
+    _copy_into(model, found, state_dict, strict=strict, adapt=False)

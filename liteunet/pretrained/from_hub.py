@@ -2,12 +2,20 @@
 
 A failure here is not fatal: it becomes :class:`Unavailable`, and the resolution order
 (:mod:`liteunet.pretrained.resolve`) goes on to the next source.
+
+Waits are bounded. The first request has no retries (``HF_HUB_ETAG_TIMEOUT``); a whole fetch
+(``config.json`` and the weights) has a total deadline, :data:`DEADLINE_ENV` (default
+:data:`DEFAULT_DEADLINE` seconds), however slowly the server sends; and once the Hub has made a
+process wait without answering, it is not waited on again in that process.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
@@ -24,10 +32,75 @@ from huggingface_hub.utils import (
 from .._version import __version__
 from .files import CONFIG_NAME, PretrainedWeightsError, ResolvedWeights, check_architecture, read_config, read_state_dict
 
-__all__ = ["LIBRARY", "Unavailable", "from_hub", "split_repo_revision"]
+__all__ = [
+    "DEADLINE_ENV",
+    "DEFAULT_DEADLINE",
+    "LIBRARY",
+    "Unavailable",
+    "download_deadline",
+    "forget_waits",
+    "from_hub",
+    "split_repo_revision",
+]
+
+#: Environment variable: seconds a whole fetch from the Hub may take, all requests together.
+DEADLINE_ENV = "LITEUNET_HUB_DEADLINE"
+DEFAULT_DEADLINE = 60.0
+# Hub endpoints that made this process wait without answering, with the reason: not tried again.
+_WAITED: dict[str, str] = {}
+_T = TypeVar("_T")
 
 #: Sent with every Hub request (huggingface_hub's user agent fields).
 LIBRARY = dict(library_name="liteunet", library_version=__version__)
+
+
+def download_deadline() -> float:
+    """Seconds a whole fetch may take: ``LITEUNET_HUB_DEADLINE``, default 60."""
+    text = os.environ.get(DEADLINE_ENV, "").strip()
+    try:
+        value = float(text) if text else DEFAULT_DEADLINE
+    except ValueError:
+        raise PretrainedWeightsError(
+            f"{DEADLINE_ENV}={text!r}: expected a number of seconds"
+        ) from None
+    return value if value > 0 else DEFAULT_DEADLINE
+
+
+def forget_waits() -> None:
+    """Try Hub endpoints that made this process wait again (tests; a network that came back)."""
+    _WAITED.clear()
+
+
+class _DeadlinePassed(TimeoutError):
+    pass
+
+
+def _within_deadline(fn: Callable[[], _T], seconds: float) -> _T:
+    """``fn()``, or _DeadlinePassed after ``seconds``; the late call is left to end by itself.
+
+    huggingface_hub's timeouts bound each read, not a whole download: a server that sends a byte
+    now and then, or retries, can make one take any time.
+    """
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as err:  # handed to the caller
+            box["error"] = err
+
+    worker = threading.Thread(target=target, name="liteunet-hub-fetch", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise _DeadlinePassed(seconds)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _is_wait(err: BaseException) -> bool:
+    return isinstance(err, TimeoutError) or "Timeout" in type(err).__name__
 
 
 class Unavailable(Exception):
@@ -68,6 +141,11 @@ def _hub_reason(err: BaseException, repo_id: str, revision: str | None, filename
             f"HTTP {status} for {repo_id}@{rev}/{filename}"
             if status
             else f"{name}: {_first_line(err)}"
+        )
+    if isinstance(err, _DeadlinePassed):
+        return (
+            f"the download did not finish within {err.args[0]:g} s ({DEADLINE_ENV}, the total "
+            "for config.json and the weights)"
         )
     if "Timeout" in name or isinstance(err, TimeoutError):
         return (
@@ -118,21 +196,40 @@ def from_hub(
     local_only: bool,
     force: bool = False,
 ) -> ResolvedWeights:
-    """Fetch config.json, check it, then fetch and read the weights; failures are Unavailable."""
+    """Fetch config.json, check it, then fetch and read the weights; failures are Unavailable.
+
+    Online (``local_only=False``), the fetch has a total deadline (:func:`download_deadline`),
+    and a Hub that made this process wait before is not tried again.
+    """
     source = "hub-cache" if local_only else "hub"
-    current = CONFIG_NAME
-    try:
+    endpoint = hf_constants.ENDPOINT
+    if not local_only and endpoint in _WAITED:
+        raise Unavailable(f"{_WAITED[endpoint]} earlier in this process; not waited on again")
+    current = [CONFIG_NAME]
+
+    def fetch() -> tuple[Path, dict[str, Any], Path | None]:
         config_file = _hub_file(repo_id, revision, CONFIG_NAME, cache_dir, local_only, force)
         config = read_config(config_file)
         check_architecture(config, config_file, None, expected)  # before downloading the weights
         if not need_weights:
-            return ResolvedWeights(source, None, config_file, config)
-        current = filename
+            return config_file, config, None
+        current[0] = filename
         weights = _hub_file(repo_id, revision, filename, cache_dir, local_only, force)
+        return config_file, config, weights
+
+    try:
+        config_file, config, weights = (
+            fetch() if local_only else _within_deadline(fetch, download_deadline())
+        )
     except PretrainedWeightsError as err:
         raise Unavailable(str(err), corrupt=True) from err
     except Exception as err:  # every network or cache failure becomes one line
-        raise Unavailable(_hub_reason(err, repo_id, revision, current)) from err
+        reason = _hub_reason(err, repo_id, revision, current[0])
+        if not local_only and _is_wait(err):
+            _WAITED[endpoint] = reason
+        raise Unavailable(reason) from err
+    if weights is None:
+        return ResolvedWeights(source, None, config_file, config)
     try:
         return ResolvedWeights(source, weights, config_file, config, read_state_dict(weights))
     except PretrainedWeightsError as err:

@@ -12,6 +12,11 @@ weights in this order and stops at the first that works:
    :data:`liteunet.pretrained.bundled.BUNDLED_TAGS`, at its pinned revision), with one INFO log
    line per process saying so.
 
+Every copy found in the cache, on the Hub or in the package is checked against the model being
+built (``check``: names and shapes) before it is accepted: a cached copy that is well-formed but
+does not fit (another head, other widths) is treated like a corrupt one, downloaded again, and
+otherwise left for the next source, with its path named so that it can be deleted.
+
 When none works, one :class:`~liteunet.pretrained.files.PretrainedWeightsError` lists what was
 tried and how to fix it. Each pretrained tag names its Hub repository in its ``pretrained_cfg``
 (``hf_hub_id="ORG/NAME@REVISION"``, timm's way of pinning a revision). Only safetensors are
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +59,46 @@ def _bundle_eligible(name: str, cfg: PretrainedCfg) -> bool:
     return registered is not None and registered.hf_hub_id == cfg.hf_hub_id
 
 
+#: Checks a copy found in the cache, on the Hub or in the package against the model being built;
+#: raises PretrainedWeightsError when it does not fit.
+Check = Callable[[ResolvedWeights], None]
+
+
+def _accepted(found: ResolvedWeights, check: Check | None, cached: bool = False) -> ResolvedWeights:
+    """``found`` once ``check`` accepts it; a copy that does not fit is Unavailable (corrupt)."""
+    if check is None or found.weights_file is None:
+        return found
+    try:
+        check(found)
+    except PretrainedWeightsError as err:
+        first = str(err).splitlines()[0]
+        detail = "; ".join(line.strip() for line in str(err).splitlines()[1:2])
+        where = found.weights_file
+        target = Path(where).resolve() if cached else where
+        advice = (
+            f"delete the cached file {where} (it links to {target}) and its snapshot folder, "
+            "or let it be downloaded again"
+            if cached
+            else "it is not the file this tag was published with"
+        )
+        raise Unavailable(f"{first} {detail}; {advice}", corrupt=True) from err
+    return found
+
+
 def resolve(
-    cfg: PretrainedCfg, variant: str | None, cache_dir: Any = None, need_weights: bool = True
+    cfg: PretrainedCfg,
+    variant: str | None,
+    cache_dir: Any = None,
+    need_weights: bool = True,
+    check: Check | None = None,
 ) -> ResolvedWeights:
-    """Find the weights ``cfg`` names, in the documented order (see the module docstring)."""
+    """Find the weights ``cfg`` names, in the documented order (see the module docstring).
+
+    ``check`` (optional) is called on each copy from the cache, the Hub or the package and raises
+    :class:`PretrainedWeightsError` when it does not fit the model; such a copy is skipped like a
+    corrupt one. A file the user named or an in-memory state dict is not checked here (its
+    problems are raised by the caller, with no fallback).
+    """
     if cfg.state_dict is not None:
         return ResolvedWeights("state_dict", None, None, {}, dict(cfg.state_dict))
     if cfg.file:  # named by the user: its problems are raised, nothing else is tried
@@ -86,7 +128,7 @@ def resolve(
         hub_args = (repo_id, revision, filename, variant, cache_dir, need_weights)
         corrupt = False
         try:
-            return from_hub(*hub_args, local_only=True)
+            return _accepted(from_hub(*hub_args, local_only=True), check, cached=True)
         except Unavailable as err:
             tried.append(("Hub cache", str(cache), str(err)))
             corrupt = err.corrupt
@@ -94,7 +136,7 @@ def resolve(
             tried.append(("Hub", hf_constants.ENDPOINT, "skipped, HF_HUB_OFFLINE is set"))
         else:
             try:  # a corrupt cached copy is downloaded again
-                return from_hub(*hub_args, local_only=False, force=corrupt)
+                return _accepted(from_hub(*hub_args, local_only=False, force=corrupt), check)
             except Unavailable as err:
                 tried.append(("Hub", hf_constants.ENDPOINT, str(err)))
     else:
@@ -116,8 +158,10 @@ def resolve(
     else:
         try:
             weights = folder / WEIGHTS_NAME if need_weights else None
-            found = open_folder_files("bundled", folder / CONFIG_NAME, weights, variant)
-        except PretrainedWeightsError as err:
+            found = _accepted(
+                open_folder_files("bundled", folder / CONFIG_NAME, weights, variant), check
+            )
+        except (PretrainedWeightsError, Unavailable) as err:
             tried.append(("bundled copy", str(folder), str(err)))
         else:
             if name not in _ANNOUNCED:
