@@ -30,6 +30,7 @@ BENCHMARKS = ROOT / "docs" / "benchmarks"
 _MARKER = re.compile(r"<!-- liteunet:([a-z-]+) -->")
 _DISPLAY_MATH = re.compile(r"^\$\$(.+?)\$\$$", re.MULTILINE)
 _figure: dict[str, object] = {}
+CLI_COLUMNS = 86
 
 
 def _zoo_table() -> str:
@@ -44,18 +45,27 @@ def _zoo_descriptions() -> str:
     return render_zoo_descriptions(zoo_entries(ROOT / "weights"))
 
 
+def _sentence(text: str) -> str:
+    """A sub-command's help as a sentence: the first letter raised, the help's own casing kept
+    ("G MACs", "ONNX"), one full stop."""
+    text = text.strip()
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
 def _cli_reference() -> str:
     from liteunet.cli import build_parser
 
     previous = os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = "100"  # argparse wraps help to the terminal width: fix it
+    # argparse wraps help to the terminal width: fix it at what the page's column holds in code
+    # font (docs/css/extra.css sizes the column in rem, so this holds on large screens too).
+    os.environ["COLUMNS"] = str(CLI_COLUMNS)
     try:
         parser = build_parser()
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         helps = {a.dest: a.help for a in sub._choices_actions}
         parts = ["```text", parser.format_help().rstrip(), "```", ""]
         for name, command in sub.choices.items():
-            parts += [f"## `liteunet {name}`", "", (helps.get(name) or "").capitalize() + ".", ""]
+            parts += [f"## `liteunet {name}`", "", _sentence(helps.get(name) or ""), ""]
             parts += ["```text", command.format_help().rstrip(), "```", ""]
     finally:
         if previous is None:

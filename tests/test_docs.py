@@ -11,6 +11,7 @@ skips, saying so, only when no browser can be launched.
 from __future__ import annotations
 
 import functools
+import html as html_lib
 import http.server
 import io
 import json
@@ -88,8 +89,12 @@ def test_cli_reference_is_generated_from_the_parser(site):
     parser = build_parser()
     commands = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices
     assert commands
+    helps = {a.dest: a.help for a in next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")._choices_actions}
     for name, command in commands.items():
         assert f"liteunet {name}</code>" in html, f"no section for liteunet {name}"
+        # the help's own casing is kept ("G MACs", not "g macs"), only its first letter raised
+        sentence = helps[name][:1].upper() + helps[name][1:]
+        assert html_lib.escape(sentence, quote=False) in html, f"liteunet {name}: {sentence!r} is not on the page"
         for action in command._actions:
             for flag in action.option_strings:
                 assert flag in html, f"liteunet {name} {flag} is missing from the CLI reference"
@@ -105,6 +110,39 @@ def test_api_reference_and_equations_are_rendered(site):
     layers = _html(site, "layers")
     assert layers.count('<math xmlns="http://www.w3.org/1998/Math/MathML" display="block">') >= 3
     assert "$$" not in layers
+
+
+_ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`")  # a Sphinx role, :class:`X` or :py:func:`X`
+
+
+@pytest.mark.slow
+def test_no_page_shows_a_literal_sphinx_role(site):
+    """Markdown does not render :class:`X` or :math:`...`; docs/_griffe_examples.py converts them."""
+    shown = {}
+    for page in sorted(site.glob("*.html")):
+        text = re.sub(r"<[^>]+>", "", page.read_text())
+        if found := _ROLE.findall(text):
+            shown[page.name] = len(found)
+    assert not shown, f"literal Sphinx roles in the built pages: {shown}"
+    api = _html(site, "api")
+    assert '<math display="inline">' in api  # :math: became MathML
+
+
+def test_every_role_in_the_docstrings_is_converted():
+    """Each role the package's docstrings use (in any module, on the API page or not yet) has a
+    conversion: a new kind of role fails here, not on the site."""
+    sys.path.insert(0, str(DOCS))
+    try:
+        from _griffe_examples import markdown_docstring
+    finally:
+        sys.path.remove(str(DOCS))
+    left = {}
+    for path in sorted((ROOT / "liteunet").rglob("*.py")):
+        if found := _ROLE.findall(markdown_docstring(path.read_text())):
+            left[str(path.relative_to(ROOT))] = found
+    assert not left, f"roles docs/_griffe_examples.py does not convert: {left}"
+    converted = markdown_docstring("see :class:`~liteunet.LocalizationResult`, :func:`liteunet.localize`, :math:`C_{in}`")
+    assert converted.startswith("see `LocalizationResult`, `liteunet.localize`, <math display=\"inline\">")
 
 
 @pytest.mark.slow
@@ -216,6 +254,29 @@ def test_zoo_table_and_figure_render_in_a_browser(served, tmp_path):
             math = page.locator("math").first
             assert math.bounding_box()["height"] > 10  # MathML laid out by the browser
             assert not failed, f"requests that failed: {failed}"
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [1300, 1920])
+def test_cli_help_and_api_signatures_fit_the_column(served, width):
+    """Nothing of the CLI help or an API signature is hidden past the column's edge (the help is
+    wrapped to CLI_COLUMNS by docs/_hooks.py, signatures wrap by docs/css/extra.css)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (dev extra)")
+    overflowing = """sel => Array.from(document.querySelectorAll(sel))
+        .filter(e => e.scrollWidth > e.clientWidth + 1)
+        .map(e => e.innerText.split('\\n')[0].slice(0, 60))"""
+    with sync_api.sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 1000})
+            page.goto(f"{served}/cli.html")
+            assert page.locator("article pre code").count() > 8
+            assert page.evaluate(overflowing, "article pre code") == []
+            page.goto(f"{served}/api.html")
+            assert page.locator("article .doc-signature code").count() > 20
+            assert page.evaluate(overflowing, "article .doc-signature code") == []
         finally:
             browser.close()
 
