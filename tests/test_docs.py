@@ -180,6 +180,74 @@ def test_strict_settings_fail_the_build_on_broken_links(tmp_path, page, message)
     assert proc.returncode != 0 and message in proc.stdout + proc.stderr
 
 
+# --- one source for the benchmark figures -------------------------------------------------------
+
+
+def _bench_figures() -> dict[str, str]:
+    sys.path.insert(0, str(DOCS))
+    try:
+        from _hooks import bench_figures
+    finally:
+        sys.path.remove(str(DOCS))
+    return bench_figures()
+
+
+def test_readme_quotes_the_latest_benchmark():
+    """The README (read on GitHub, not built) copies docs/benchmarks/latest.md and quotes figures
+    of latest.json; they must be those of the latest run, as the site's pages are by construction
+    (<!-- bench:NAME --> markers, docs/_hooks.py)."""
+    if not (DOCS / "benchmarks" / "latest.json").is_file():
+        pytest.skip("no benchmark recorded in this checkout")
+    readme = (ROOT / "README.md").read_text()
+    assert (DOCS / "benchmarks" / "latest.md").read_text().strip() in readme, (
+        "README.md's benchmark section is not docs/benchmarks/latest.md: paste the new run's table"
+    )
+    f = _bench_figures()
+    text = " ".join(readme.split())
+    for quote in (
+        f"{f['bf16_compiled.ms']} ms, {f['bf16_compiled.vs_unet']}x the U-Net baseline",
+        f"fastest fp32 form (compiled): {f['compiled.vs_unet']}x",
+        f"({f['eager.ms']} / {f['fused_cl.ms']})",
+        f"({f['eager.ms']} / {f['fused.ms']})",
+        f"`localize()` adds {f['localize.overhead_pct']}% to the model time",
+        f"a 10000x10000 slide peaks at {f['slide.peak_rss_mb']} MB RSS",
+        f"costs {f['compile.first_call_s']} s before the first tile",
+        f"fewer than about {f['compile.break_even_tiles']} tiles",
+        f"({f['compile.first_call_s']} s / ({f['bf16.ms']} - {f['bf16_compiled.ms']}) ms)",
+    ):
+        assert quote in text, f"README.md should say {quote!r} (docs/benchmarks/latest.json)"
+    assert "few minutes on 2 CPU cores" not in text  # the suite took 8.5-11.5 min on 2 cores
+
+
+def test_no_page_or_docstring_quotes_tiling_f1_by_hand():
+    """The tiling F1 comes from the benchmark in one place (the localize page's markers); pages,
+    docstrings and the README do not carry their own copies, which went stale before."""
+    if not (DOCS / "benchmarks" / "latest.json").is_file():
+        pytest.skip("no benchmark recorded in this checkout")
+    f = _bench_figures()
+    localize = (DOCS / "localize.md").read_text()
+    assert "<!-- bench:tiling.512.f1@5 -->" in localize and "<!-- bench:compile.first_call_s -->" in localize
+    stale = re.compile(r"F1@5 0\.\d{3}\s*(?:/|and)\s*F1@10 0\.\d{3}")
+    sources = [ROOT / "README.md", *DOCS.glob("*.md"), *(ROOT / "liteunet").rglob("*.py")]
+    for path in sources:
+        for match in stale.finditer(path.read_text()):
+            raise AssertionError(f"{path.relative_to(ROOT)} quotes {match.group(0)!r} by hand: use <!-- bench:... -->")
+    assert f["tiling.512.f1@5"] in (DOCS / "benchmarks" / "latest.md").read_text()
+
+
+@pytest.mark.slow
+def test_pages_show_the_latest_benchmark_figures(site):
+    f = _bench_figures()
+    localize = " ".join(re.sub(r"<[^>]+>", "", _html(site, "localize")).split())
+    assert f"512/128 gave F1@5 {f['tiling.512.f1@5']} / F1@10 {f['tiling.512.f1@10']}" in localize
+    assert f"({f['compile.first_call_s']} s on {f['machine.threads']} CPU cores" in localize
+    export = " ".join(re.sub(r"<[^>]+>", "", _html(site, "export")).split())
+    assert f"compiling takes {f['compile.first_call_s']} s before the first tile" in export
+    assert f"{f['bf16_compiled.ms']} against {f['bf16.ms']} ms" in export
+    for page in sorted(site.glob("*.html")):
+        assert "<!-- bench:" not in page.read_text(), f"{page.name}: a benchmark figure was left unfilled"
+
+
 # --- the headless browser ---------------------------------------------------------------------
 
 
