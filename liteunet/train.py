@@ -252,16 +252,21 @@ def _adapt_head(model: nn.Module, num_classes: int) -> None:
 
 
 def _plot(rows: list[dict[str, Any]], path: Path) -> None:
-    try:
-        import matplotlib
+    """Draw ``curves.png`` on a figure of its own.
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    ``Figure`` with the Agg canvas, not pyplot: the caller's backend (inline in Jupyter) and
+    pyplot's list of open figures are left as they were.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError:
         _logger.info("matplotlib is not installed (pip install 'liteunet[plot]'): no curves.png")
         return
     epochs = [r["epoch"] for r in rows]
-    fig, (ax_loss, ax_f1) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    FigureCanvasAgg(fig)
+    ax_loss, ax_f1 = fig.subplots(1, 2)
     ax_loss.plot(epochs, [r["train_loss"] for r in rows])
     ax_loss.set(xlabel="epoch", ylabel="train MSE", yscale="log", title="loss")
     for key in [k for k in rows[-1] if k.startswith("val/") and ("/f1@5" in k or "/f1@10" in k)]:
@@ -270,7 +275,6 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax_f1.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def _write_logs(rows: list[dict[str, Any]], out: Path) -> None:

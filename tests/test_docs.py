@@ -11,6 +11,7 @@ skips, saying so, only when no browser can be launched.
 from __future__ import annotations
 
 import functools
+import html as html_lib
 import http.server
 import io
 import json
@@ -88,8 +89,12 @@ def test_cli_reference_is_generated_from_the_parser(site):
     parser = build_parser()
     commands = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices
     assert commands
+    helps = {a.dest: a.help for a in next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")._choices_actions}
     for name, command in commands.items():
         assert f"liteunet {name}</code>" in html, f"no section for liteunet {name}"
+        # the help's own casing is kept ("G MACs", not "g macs"), only its first letter raised
+        sentence = helps[name][:1].upper() + helps[name][1:]
+        assert html_lib.escape(sentence, quote=False) in html, f"liteunet {name}: {sentence!r} is not on the page"
         for action in command._actions:
             for flag in action.option_strings:
                 assert flag in html, f"liteunet {name} {flag} is missing from the CLI reference"
@@ -105,6 +110,39 @@ def test_api_reference_and_equations_are_rendered(site):
     layers = _html(site, "layers")
     assert layers.count('<math xmlns="http://www.w3.org/1998/Math/MathML" display="block">') >= 3
     assert "$$" not in layers
+
+
+_ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`")  # a Sphinx role, :class:`X` or :py:func:`X`
+
+
+@pytest.mark.slow
+def test_no_page_shows_a_literal_sphinx_role(site):
+    """Markdown does not render :class:`X` or :math:`...`; docs/_griffe_examples.py converts them."""
+    shown = {}
+    for page in sorted(site.glob("*.html")):
+        text = re.sub(r"<[^>]+>", "", page.read_text())
+        if found := _ROLE.findall(text):
+            shown[page.name] = len(found)
+    assert not shown, f"literal Sphinx roles in the built pages: {shown}"
+    api = _html(site, "api")
+    assert '<math display="inline">' in api  # :math: became MathML
+
+
+def test_every_role_in_the_docstrings_is_converted():
+    """Each role the package's docstrings use (in any module, on the API page or not yet) has a
+    conversion: a new kind of role fails here, not on the site."""
+    sys.path.insert(0, str(DOCS))
+    try:
+        from _griffe_examples import markdown_docstring
+    finally:
+        sys.path.remove(str(DOCS))
+    left = {}
+    for path in sorted((ROOT / "liteunet").rglob("*.py")):
+        if found := _ROLE.findall(markdown_docstring(path.read_text())):
+            left[str(path.relative_to(ROOT))] = found
+    assert not left, f"roles docs/_griffe_examples.py does not convert: {left}"
+    converted = markdown_docstring("see :class:`~liteunet.LocalizationResult`, :func:`liteunet.localize`, :math:`C_{in}`")
+    assert converted.startswith("see `LocalizationResult`, `liteunet.localize`, <math display=\"inline\">")
 
 
 @pytest.mark.slow
@@ -140,6 +178,74 @@ def test_strict_settings_fail_the_build_on_broken_links(tmp_path, page, message)
     (tmp_path / "mkdocs.yml").write_text(yaml.safe_dump(small))
     proc = _mkdocs_build(tmp_path / "mkdocs.yml", tmp_path / "site")
     assert proc.returncode != 0 and message in proc.stdout + proc.stderr
+
+
+# --- one source for the benchmark figures -------------------------------------------------------
+
+
+def _bench_figures() -> dict[str, str]:
+    sys.path.insert(0, str(DOCS))
+    try:
+        from _hooks import bench_figures
+    finally:
+        sys.path.remove(str(DOCS))
+    return bench_figures()
+
+
+def test_readme_quotes_the_latest_benchmark():
+    """The README (read on GitHub, not built) copies docs/benchmarks/latest.md and quotes figures
+    of latest.json; they must be those of the latest run, as the site's pages are by construction
+    (<!-- bench:NAME --> markers, docs/_hooks.py)."""
+    if not (DOCS / "benchmarks" / "latest.json").is_file():
+        pytest.skip("no benchmark recorded in this checkout")
+    readme = (ROOT / "README.md").read_text()
+    assert (DOCS / "benchmarks" / "latest.md").read_text().strip() in readme, (
+        "README.md's benchmark section is not docs/benchmarks/latest.md: paste the new run's table"
+    )
+    f = _bench_figures()
+    text = " ".join(readme.split())
+    for quote in (
+        f"{f['bf16_compiled.ms']} ms, {f['bf16_compiled.vs_unet']}x the U-Net baseline",
+        f"fastest fp32 form (compiled): {f['compiled.vs_unet']}x",
+        f"({f['eager.ms']} / {f['fused_cl.ms']})",
+        f"({f['eager.ms']} / {f['fused.ms']})",
+        f"`localize()` adds {f['localize.overhead_pct']}% to the model time",
+        f"a 10000x10000 slide peaks at {f['slide.peak_rss_mb']} MB RSS",
+        f"costs {f['compile.first_call_s']} s before the first tile",
+        f"fewer than about {f['compile.break_even_tiles']} tiles",
+        f"({f['compile.first_call_s']} s / ({f['bf16.ms']} - {f['bf16_compiled.ms']}) ms)",
+    ):
+        assert quote in text, f"README.md should say {quote!r} (docs/benchmarks/latest.json)"
+    assert "few minutes on 2 CPU cores" not in text  # the suite took 8.5-11.5 min on 2 cores
+
+
+def test_no_page_or_docstring_quotes_tiling_f1_by_hand():
+    """The tiling F1 comes from the benchmark in one place (the localize page's markers); pages,
+    docstrings and the README do not carry their own copies, which went stale before."""
+    if not (DOCS / "benchmarks" / "latest.json").is_file():
+        pytest.skip("no benchmark recorded in this checkout")
+    f = _bench_figures()
+    localize = (DOCS / "localize.md").read_text()
+    assert "<!-- bench:tiling.512.f1@5 -->" in localize and "<!-- bench:compile.first_call_s -->" in localize
+    stale = re.compile(r"F1@5 0\.\d{3}\s*(?:/|and)\s*F1@10 0\.\d{3}")
+    sources = [ROOT / "README.md", *DOCS.glob("*.md"), *(ROOT / "liteunet").rglob("*.py")]
+    for path in sources:
+        for match in stale.finditer(path.read_text()):
+            raise AssertionError(f"{path.relative_to(ROOT)} quotes {match.group(0)!r} by hand: use <!-- bench:... -->")
+    assert f["tiling.512.f1@5"] in (DOCS / "benchmarks" / "latest.md").read_text()
+
+
+@pytest.mark.slow
+def test_pages_show_the_latest_benchmark_figures(site):
+    f = _bench_figures()
+    localize = " ".join(re.sub(r"<[^>]+>", "", _html(site, "localize")).split())
+    assert f"512/128 gave F1@5 {f['tiling.512.f1@5']} / F1@10 {f['tiling.512.f1@10']}" in localize
+    assert f"({f['compile.first_call_s']} s on {f['machine.threads']} CPU cores" in localize
+    export = " ".join(re.sub(r"<[^>]+>", "", _html(site, "export")).split())
+    assert f"compiling takes {f['compile.first_call_s']} s before the first tile" in export
+    assert f"{f['bf16_compiled.ms']} against {f['bf16.ms']} ms" in export
+    for page in sorted(site.glob("*.html")):
+        assert "<!-- bench:" not in page.read_text(), f"{page.name}: a benchmark figure was left unfilled"
 
 
 # --- the headless browser ---------------------------------------------------------------------
@@ -216,6 +322,29 @@ def test_zoo_table_and_figure_render_in_a_browser(served, tmp_path):
             math = page.locator("math").first
             assert math.bounding_box()["height"] > 10  # MathML laid out by the browser
             assert not failed, f"requests that failed: {failed}"
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [1300, 1920])
+def test_cli_help_and_api_signatures_fit_the_column(served, width):
+    """Nothing of the CLI help or an API signature is hidden past the column's edge (the help is
+    wrapped to CLI_COLUMNS by docs/_hooks.py, signatures wrap by docs/css/extra.css)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (dev extra)")
+    overflowing = """sel => Array.from(document.querySelectorAll(sel))
+        .filter(e => e.scrollWidth > e.clientWidth + 1)
+        .map(e => e.innerText.split('\\n')[0].slice(0, 60))"""
+    with sync_api.sync_playwright() as p:
+        browser = _launch(p)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 1000})
+            page.goto(f"{served}/cli.html")
+            assert page.locator("article pre code").count() > 8
+            assert page.evaluate(overflowing, "article pre code") == []
+            page.goto(f"{served}/api.html")
+            assert page.locator("article .doc-signature code").count() > 20
+            assert page.evaluate(overflowing, "article .doc-signature code") == []
         finally:
             browser.close()
 

@@ -164,6 +164,29 @@ def test_train_writes_weights_logs_and_resumes(tmp_path):
     assert [r["step"] for r in rows] == [2, 4, 6, 8]
 
 
+def test_training_curves_leave_the_callers_matplotlib_state_alone(tmp_path):
+    """curves.png is drawn without pyplot or matplotlib.use: in Jupyter the inline backend and the
+    notebook's own figures survive a call to train() (they went blank when train switched to Agg)."""
+    pytest.importorskip("matplotlib")
+    script = """
+import sys
+from pathlib import Path
+import matplotlib
+matplotlib.use("svg")
+import matplotlib.pyplot as plt
+mine = plt.figure()
+from liteunet.train import _plot
+rows = [{"epoch": e, "train_loss": 1.0 / e, "val/a/f1@5": 0.1 * e, "val/a/f1@10": 0.2 * e} for e in (1, 2, 3)]
+_plot(rows, Path(sys.argv[1]))
+print(matplotlib.get_backend(), plt.get_fignums(), plt.gcf() is mine)
+"""
+    png = tmp_path / "curves.png"
+    out = subprocess.run([sys.executable, "-c", script, str(png)], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[-2] == "svg [1] True", out.stdout + out.stderr
+    with Image.open(png) as image:
+        assert image.size == (1000, 400)
+
+
 def test_fine_tune_from_a_weights_folder_changes_num_classes(tmp_path):
     data = _make_folder(tmp_path / "data", n=3)
     base = tmp_path / "base"

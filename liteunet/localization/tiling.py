@@ -18,9 +18,9 @@ Tiling (``tile_size`` 1024, ``overlap`` 256 by default on CUDA; 512 and 128 on C
     On CPU the default is ``tile_size`` 512 with ``overlap`` 128: the same share of repeated
     work as 1024/256 and a quarter of the activation memory (peak RSS stays under 1 GB with bf16
     on a 10000x10000 slide). It leaves 64 px of context, less than the 124-px radius, so points
-    near tile borders can move slightly; measured against ground truth it costs nothing: on a
-    2000x2000 mosaic of 16 CRC images (``liteunet bench --tiling``), 512/128 gave F1@5 0.586 and
-    F1@10 0.674, 1024/256 0.583 and 0.674, one whole-image pass 0.575 and 0.660.
+    near tile borders can move slightly; measured against ground truth it costs nothing (F1 of
+    512/128, 1024/256 and one whole-image pass on a mosaic of CRC images: ``liteunet bench
+    --tiling``, whose latest figures the localize page of the documentation quotes).
 
 Peaks across tile borders
     Peaks are searched on the map of each tile's core plus a halo of ``min_distance`` pixels
