@@ -83,7 +83,10 @@ def finalize_weights(
     config["localization"] = settings.to_dict()
     # The weights describe the tag they are released as, not the tag of the model they were
     # fine-tuned from (lite_unet.crc and lite_unet.ki67 once said "multi" and "generalist").
-    registered = get_pretrained_cfg(tag)
+    try:
+        registered = get_pretrained_cfg(tag)
+    except RuntimeError:  # a tag not (yet) registered in the zoo: nothing to take from it
+        registered = None
     if registered is not None:
         cfg = config.setdefault("pretrained_cfg", {})
         cfg["tag"] = registered.tag

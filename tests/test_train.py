@@ -281,7 +281,7 @@ def test_release_writes_a_card_from_measured_numbers(tmp_path, capsys):
     assert "## Test-time augmentation" in card
     assert f"| d4 | {chosen['threshold']} | {chosen['min_distance']} | data | {tta['d4']['data']['f1@5']:.3f} |" in card
     capsys.readouterr()
-    assert main(["eval", str(out), str(data), "--tta", "d4", "-o", str(tmp_path / "eval_tta")]) == 0
+    assert main(["eval", str(out), str(data), "--split", "validation", "--tta", "d4", "-o", str(tmp_path / "eval_tta")]) == 0
     assert f"(tta d4): F1@5 {tta['d4']['data']['f1@5']:.3f}  F1@10 {tta['d4']['data']['f1@10']:.3f}" in capsys.readouterr().out
     assert json.loads((tmp_path / "eval_tta" / "data_summary.json").read_text())["tta"] == "d4"
     # tuning another mode later keeps the first
@@ -307,7 +307,7 @@ def test_release_writes_a_card_from_measured_numbers(tmp_path, capsys):
     assert (f"| data | d4 | {entry['tta']['d4']['threshold']} | {entry['tta']['d4']['min_distance']} | "
             f"{own['data']['tta']['d4']['f1@5']:.3f} |") in card
     capsys.readouterr()
-    assert main(["eval", str(out), str(data), "--tuned-for", "each", "--tta", "d4", "-o", str(tmp_path / "eval_own")]) == 0
+    assert main(["eval", str(out), str(data), "--split", "validation", "--tuned-for", "each", "--tta", "d4", "-o", str(tmp_path / "eval_own")]) == 0
     printed = capsys.readouterr().out
     assert "(tta d4, settings tuned for data)" in printed
     assert f"F1@10 {own['data']['tta']['d4']['f1@10']:.3f}" in printed

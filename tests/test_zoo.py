@@ -116,7 +116,7 @@ def test_bad_benchmark_files_say_what_is_wrong(tmp_path, content, message):
 
 
 def test_missing_weights_dir_and_bad_config_are_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="weights folder or file not found"):
+    with pytest.raises(FileNotFoundError, match="weights folder not found"):
         zoo_entries(tmp_path / "nowhere")
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text("{}")
