@@ -8,8 +8,6 @@ none. Images are small crops of the bundled sample, so each run is one tile on o
 
 import json
 import os
-import select
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +25,6 @@ from liteunet.io_formats import class_colors  # noqa: E402
 from liteunet.napari import _convert, _run, _widget  # noqa: E402
 from liteunet.samples import sample_path  # noqa: E402
 
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "liteunet" / "napari" / "napari.yaml"
 KI67 = ROOT / "weights" / "lite_unet.ki67"
@@ -37,36 +34,9 @@ WAIT_MS = 120_000
 
 @pytest.fixture(scope="session", autouse=True)
 def _display():
-    """An X display for OpenGL: the one there is, or a virtual one for the session."""
-    if os.environ.get("DISPLAY") or not sys.platform.startswith("linux"):
-        yield
-        return
-    xvfb = shutil.which("Xvfb")
-    if xvfb is None:
-        pytest.skip("napari needs OpenGL: no DISPLAY and no Xvfb (apt-get install xvfb)")
-    read, write = os.pipe()
-    # Qt keeps its X connection until this process exits, and losing it then would abort the
-    # process: a small shell outlives it and stops Xvfb once this process is gone.
-    # A display number of this process's own, so a server of an earlier session that is still
-    # shutting down is never mistaken for ours.
-    display = 100 + os.getpid() % 30000
-    script = (
-        f'"$0" :{display} -displayfd {write} -screen 0 1280x1024x24 -nolisten tcp & x=$!; '
-        f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done; kill $x"
-    )
-    subprocess.Popen(
-        ["sh", "-c", script, xvfb], pass_fds=(write,),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    os.close(write)
-    # Xvfb writes its display number once it is ready (the shell keeps the pipe open: wait at
-    # most 30 s for it).
-    ready, _, _ = select.select([read], [], [], 30)
-    number = os.read(read, 32).decode().strip() if ready else ""
-    os.close(read)
-    if number != str(display):
-        pytest.skip("Xvfb did not start: napari needs an X display for OpenGL")
-    os.environ["DISPLAY"] = f":{number}"
+    """napari's canvas needs OpenGL from an X display; tests/conftest.py starts a virtual one."""
+    if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
+        pytest.skip("napari needs OpenGL from an X display: no DISPLAY and no Xvfb (apt-get install xvfb)")
     yield
 
 
