@@ -87,6 +87,11 @@ class TrainConfig:
         time_limit_min: stop at the first epoch end after this many minutes of training
             (counted over resumes).
         val_max_images: validate on at most this many images per data set.
+        augment: ``paper``, ``full``, ``generalist`` (scale, stain and modality changes for
+            weights meant for any lab) or ``none``.
+        normalize: input scaling, ``auto`` (8-bit / 255, others percentiles) or ``percentile``
+            (per-image percentiles whatever the bit depth, as StarDist and Cellpose); stored with
+            the weights so inference scales the same way.
         checkpoint_by: how ``best/`` is chosen when several sets are validated: ``shared``
             scores every set with the one setting chosen for all of them (what ``localize()``
             uses by default); ``per-dataset`` scores each set with its own best setting (what
@@ -106,6 +111,7 @@ class TrainConfig:
     schedule: str | None = None
     amp: str | None = None
     augment: str | None = None
+    normalize: str = "auto"
     sigma: float = 2.0
     num_classes: int = 1
     in_chans: int = 3
@@ -143,9 +149,11 @@ def _augment_config(kind: str) -> AugmentConfig | bool:
         return AugmentConfig.paper()
     if kind == "full":
         return AugmentConfig()
+    if kind == "generalist":
+        return AugmentConfig.generalist()
     if kind == "none":
         return False
-    raise ValueError(f"unknown augment {kind!r}; use paper, full or none")
+    raise ValueError(f"unknown augment {kind!r}; use paper, full, generalist or none")
 
 
 def _crops_per_set(samples: int | dict[str, int] | None, names: list[str], sizes: list[int]) -> list[int]:
@@ -326,6 +334,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             # Mirror images smaller than a crop (with their points): zero frames would become a
             # cue the model ties to the small data sets (seen with ADI's 150x150 images).
             pad_mode="symmetric",
+            normalize=cfg.normalize,
         )
         for name in cfg.datasets
     ]
@@ -477,10 +486,14 @@ def _validate(
     row: dict[str, Any],
 ) -> dict[str, Any]:
     """Validate, choose localization settings, and save ``best/`` when the mean score improves."""
-    maps = {name: predict_maps(model, samples, device, amp_dtype, progress=False) for name, samples in val_sets.items()}
+    maps = {
+        name: predict_maps(model, samples, device, amp_dtype, progress=False, normalize=cfg.normalize)
+        for name, samples in val_sets.items()
+    }
     candidates, table = _score_settings(maps, val_sets, cfg)
     # One setting for all sets: a user of the weights gets one threshold.
     settings, shared_score = best_shared_setting(candidates, table)
+    settings.normalize = cfg.normalize
     result: dict[str, Any] = {"threshold": settings.threshold, "min_distance": settings.min_distance}
     for name, samples in val_sets.items():
         summary = evaluate_maps(maps[name], samples, settings, num_classes=cfg.num_classes).compute()

@@ -98,9 +98,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--level", type=int, default=0, help="pyramid level of TIFF slides (default 0)")
     p.add_argument(
         "--normalize",
-        default="auto",
+        default=None,
         choices=["auto", "percentile", "none"],
-        help="intensity normalization (default auto: uint8/255, others percentiles)",
+        help="intensity normalization (default: as the weights were trained, which their config "
+        "records; 'auto': uint8/255, others percentiles; 'percentile' for every bit depth)",
     )
     p.add_argument(
         "--percentiles",

@@ -97,7 +97,7 @@ class Localizer:
         self.fit_tiles = opts.tile_size is None
         default_batch = 4 if self.device.type == "cuda" else 1
         self.batch_size = opts.batch_size if opts.batch_size is not None else default_batch
-        self.normalize = opts.normalize
+        self.normalize = opts.normalize or str(stored.get("normalize", "auto"))
         self.percentiles = opts.percentiles
         self.scale = self._scale(opts, stored, module)
         self.level = opts.level

@@ -62,9 +62,11 @@ class LocalizationOptions:
             --int8``).
         channels_last: NHWC activations (default on: faster convolutions on CPU and GPU).
         compile: ``torch.compile`` the model (each new tile shape compiles once, slowly).
-        normalize: ``"auto"``: uint8 / 255, bool as 0/1, other dtypes percentile-normalized (how
-            the weights were trained); ``"percentile"``: percentiles for uint8 too; ``"none"``:
-            values used as given (already normalized floats).
+        normalize: ``None`` (default): the way the weights were trained, as their config records
+            (``"percentile"`` for weights trained on per-image percentiles, else ``"auto"``).
+            ``"auto"``: uint8 / 255, bool as 0/1, other dtypes percentile-normalized;
+            ``"percentile"``: percentiles for uint8 too; ``"none"``: values used as given
+            (already normalized floats).
         percentiles: ``(pmin, pmax)`` mapped to 0 and 1 by percentile normalization.
         scale: resize factor applied before the model (e.g. 0.5 for 40x images given to a 20x
             model); points come back in input pixels.
@@ -109,7 +111,7 @@ class LocalizationOptions:
     precision: str | None = "auto"
     channels_last: bool | None = None
     compile: bool = False
-    normalize: str = "auto"
+    normalize: str | None = None
     percentiles: tuple[float, float] = (1.0, 99.8)
     scale: float | None = None
     mpp: float | None = None
@@ -133,7 +135,7 @@ class LocalizationOptions:
             if getattr(self, name) is not None:
                 set_(name, check_int(name, getattr(self, name), minimum))
         set_("level", check_int("level", self.level, 0))
-        if self.normalize not in ("auto", "percentile", "none"):
+        if self.normalize not in (None, "auto", "percentile", "none"):
             raise ValueError(f"normalize must be 'auto', 'percentile' or 'none', got {self.normalize!r}")
         try:
             pmin, pmax = (float(p) for p in self.percentiles)
