@@ -37,7 +37,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--crop-size", type=int)
     parser.add_argument("--lr", type=float)
-    parser.add_argument("--amp", choices=["off", "bf16", "fp16"], help="autocast dtype (default from the preset)")
+    parser.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], help="autocast dtype (default from the preset; 'auto': bf16 on CUDA and on CPUs with native bf16, else off)")
     parser.add_argument("--augment", choices=["paper", "full", "generalist", "none"], help="'generalist': + scale 0.5x-2x, HED stain, grey, blur, noise, JPEG (default from the preset)")
     parser.add_argument("--normalize", choices=["auto", "percentile"], default="auto", help="input scaling: 'auto' (8-bit / 255, others percentiles) or 'percentile' (per-image percentiles for every bit depth); stored with the weights")
     parser.add_argument("--sigma", type=float, default=2.0, help="Gaussian target width in pixels (default 2)")
