@@ -66,6 +66,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help=f"overlap of neighbouring tiles, a multiple of 16 (default {DEFAULT_OVERLAP} on CUDA, {CPU_OVERLAP} on CPU)",
     )
     p.add_argument(
+        "--context", choices=["tile", "fast", "exact"], default="tile",
+        help="image-wide attention statistics of tiled images: each tile its own (tile, default), gathered over "
+        "the whole image in one extra pass (fast) or in one pass per attention layer (exact); images only",
+    )
+    p.add_argument(
         "--threshold", type=float, help="peak threshold (default: stored with the weights)"
     )
     p.add_argument(
@@ -278,6 +283,7 @@ def run(args: argparse.Namespace) -> int:
         return_map=args.heatmap,
         map_max_side=io_formats.MAX_PNG_SIDE if args.heatmap else None,
         progress=True,
+        context=args.context,
     )
     summaries, extra, failed, skipped, cells = [], [], 0, 0, 0
     bar = tqdm(list(zip(items, names, exists)), desc="localize", unit="image", file=sys.stderr)
