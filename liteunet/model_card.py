@@ -45,7 +45,18 @@ DATASET_TERMS: dict[str, tuple[str, str, str]] = {
         "research use",
         "Cohen et al., ICCV Workshops 2017",
     ),
+    "dsb2018": (
+        "DSB2018 (BBBC038 stage1_train, community mask fixes), fluorescence and H&E-like nuclei, 256x256-256x320",
+        "CC0 1.0",
+        "Caicedo et al., Nature Methods 2019",
+    ),
 }
+
+
+def _eval_target(config: dict[str, Any], tag: str) -> str:
+    """What ``liteunet eval`` is given: the tag, or the folder for weights outside the zoo."""
+    load = config.get("card", {}).get("load") or ""
+    return load.split('"')[1] if load.count('"') == 2 else tag
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -83,7 +94,7 @@ def render_model_card(
         "",
         "```python",
         "import liteunet",
-        f'model = liteunet.create_model("{tag}", pretrained=True)',
+        "model = " + (config.get("card", {}).get("load") or f'liteunet.create_model("{tag}", pretrained=True)'),
         "```",
         "",
         "## Model",
@@ -93,7 +104,12 @@ def render_model_card(
         f"{training.get('macs_512', 0) / 1e9:.2f} G MACs per 3x512x512 image (the paper's 'GFLOPs')",
         f"- localization settings chosen on validation: threshold {loc.get('threshold')}, "
         f"min_distance {loc.get('min_distance')} px (Gaussian targets, sigma {loc.get('sigma')} px)",
-        "- input: RGB floats in [0, 1] (8-bit / 255; 16-bit percentile-normalized); grey images are repeated to 3 channels",
+        (
+            "- input: RGB floats, each image scaled by its own 1st and 99.8th percentiles whatever its bit depth "
+            "(`normalize` \"percentile\", stored with the weights); grey images are repeated to 3 channels"
+            if loc.get("normalize") == "percentile"
+            else "- input: RGB floats in [0, 1] (8-bit / 255; 16-bit percentile-normalized); grey images are repeated to 3 channels"
+        ),
         "",
         "## Training data and its terms",
         "",
@@ -144,7 +160,7 @@ def render_model_card(
             lines.append(f"| {n} | " + " | ".join(_fmt(validation.get(f"val/{n}/{m}", "")) for m in metrics) + " |")
         lines.append("")
     lines += [
-        "Reproduce: `liteunet eval " + tag + " " + " ".join(names or datasets) + "`.",
+        "Reproduce: `liteunet eval " + _eval_target(config, tag) + " " + " ".join(names or datasets) + "`.",
         "",
         *_tta_section(config, tag),
         *_per_dataset_section(config, tag),

@@ -93,11 +93,15 @@ def finalize_weights(
         registered = get_pretrained_cfg(tag)
     except RuntimeError:  # a tag not (yet) registered in the zoo: nothing to take from it
         registered = None
+    cfg = config.setdefault("pretrained_cfg", {})
     if registered is not None:
-        cfg = config.setdefault("pretrained_cfg", {})
         cfg["tag"] = registered.tag
         if registered.description:
             cfg["description"] = registered.description
+    else:
+        # Not in the zoo: say what these weights are, not what they were fine-tuned from.
+        cfg["tag"] = tag.split(".", 1)[-1]
+        cfg["description"] = summary.split(":")[0][:120] if summary else ""
     if num_classes > 1:
         # Name the maps (e.g. BCData's positive / negative) so localize() labels points with them.
         names = {class_names(name) for name in datasets if name in list_datasets()}
@@ -109,6 +113,9 @@ def finalize_weights(
         "notes": list(notes),
         "evaluation_command": command or f"liteunet eval {out_folder} {' '.join(datasets)} --split {split}",
     }
+    if registered is None:  # not a zoo tag: the card shows how to load the folder itself
+        config["card"]["load"] = f'liteunet.load_model("{out_folder.as_posix()}")'
+
     (out_folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     write_model_card(out_folder, tag)
     return evaluation
