@@ -4,8 +4,8 @@ A model localizes best at the object size it was trained at. :func:`estimate_obj
 measures the typical diameter of the blobs in an image, classically: the scale-normalised
 Laplacian-of-Gaussian scale space (Lindeberg 1998; ``skimage.feature.blob_log``) of a nuclear
 channel, whose local maxima over position and scale are blobs, a disc of diameter ``d`` answering
-most strongly at ``sigma = d / (2 * sqrt(2))``. The median diameter of the strongest blobs is the
-estimate.
+most strongly at ``sigma = d / (2 * sqrt(2))``. The area-weighted median diameter of the
+strongest blobs is the estimate.
 
 The nuclear channel (:func:`nuclear_channel`) is decided from the image: bright-field colour images
 (a bright background) give their haematoxylin optical density (the colour deconvolution of Ruifrok
@@ -34,13 +34,18 @@ from scipy.spatial import cKDTree
 
 __all__ = [
     "DIAMETER_PER_SIGMA",
+    "SCALE_LIMITS",
     "blob_diameters",
     "estimate_object_size",
     "estimate_object_size_regions",
     "nuclear_channel",
     "rescale_image",
     "rescale_points",
+    "scale_to_trained",
 ]
+
+#: ``object_size="auto"`` scales no further than this either way; beyond, the estimate is not trusted.
+SCALE_LIMITS = (0.25, 4.0)
 
 #: A disc of diameter ``d`` gives the strongest scale-normalised LoG response at ``sigma = d / DIAMETER_PER_SIGMA``.
 DIAMETER_PER_SIGMA = 2.0 * math.sqrt(2.0)
@@ -154,6 +159,7 @@ def blob_diameters(
     total = max(1, int(round(n * math.log2(max_diameter / min_diameter))) + 1)
     step = 2.0 ** (1.0 / n)
     s0 = min_diameter / DIAMETER_PER_SIGMA
+    foreground = _otsu(chan)
     found = []  # (x, y, sigma, response)
     level = chan
     for octave in range(0, total, n):
@@ -176,7 +182,9 @@ def blob_diameters(
         left, mid, right = stack[k - 1, y, x], stack[k, y, x], stack[k + 1, y, x]
         denom = left - 2 * mid + right
         offset = np.clip(np.where(denom < 0, 0.5 * (left - right) / np.where(denom < 0, denom, -1), 0.0), -0.5, 0.5)
-        found.append(np.stack([(x + 0.5) * f - 0.5, (y + 0.5) * f - 0.5, sig[k] * step**offset, mid], axis=1))
+        # A blob is an object only where the channel is foreground (Otsu): not a spot of stroma texture.
+        centre = ndi.gaussian_filter(level, 1.0)[y, x] >= foreground
+        found.append(np.stack([(x + 0.5) * f - 0.5, (y + 0.5) * f - 0.5, sig[k] * step**offset, mid], axis=1)[centre])
     if not found:
         return np.zeros(0)
     blobs = np.concatenate(found)
@@ -189,6 +197,19 @@ def blob_diameters(
     blobs = blobs[np.argsort(-blobs[:, 3], kind="stable")]
     keep = _strongest_apart(blobs[:, :2], blobs[:, 2] * DIAMETER_PER_SIGMA / 2)
     return DIAMETER_PER_SIGMA * blobs[keep, 2]
+
+
+def _otsu(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold (as ``skimage.filters.threshold_otsu``): the cut maximising between-class variance."""
+    hist, edges = np.histogram(values, bins=bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)[:-1].astype(np.float64)
+    w1 = w0[-1] + hist[-1] - w0 if len(w0) else w0
+    m0 = np.cumsum(hist * centres)[:-1] / np.maximum(w0, 1)
+    m1 = (np.sum(hist * centres) - np.cumsum(hist * centres)[:-1]) / np.maximum(w1, 1)
+    if not len(w0):
+        return float(centres[0])
+    return float(centres[int(np.argmax(w0 * w1 * (m0 - m1) ** 2))])
 
 
 def _strongest_apart(xy: np.ndarray, radius: np.ndarray) -> np.ndarray:
@@ -238,7 +259,8 @@ def estimate_object_size_regions(
         **kwargs: as for :func:`blob_diameters`.
 
     Returns:
-        The median blob diameter over all regions, in pixels; ``nan`` when no blob was found.
+        The area-weighted median blob diameter over all regions (each blob weighted by its
+        diameter squared), in pixels; ``nan`` when no blob was found.
 
     Example:
         >>> img = np.zeros((2000, 2000), np.uint8); img[::40, ::40] = 255
@@ -248,15 +270,21 @@ def estimate_object_size_regions(
     """
     h, w = int(shape[0]), int(shape[1])
     diameters = [blob_diameters(read(*r), **kwargs) for r in _regions(h, w, region, max_regions)]  # type: ignore[arg-type]
-    found = np.concatenate(diameters) if diameters else np.zeros(0)
-    return float(np.median(found)) if len(found) else float("nan")
+    found = np.sort(np.concatenate(diameters)) if diameters else np.zeros(0)
+    if not len(found):
+        return float("nan")
+    # Median weighted by area: the size of the object a typical object pixel belongs to. Many
+    # small texture spots (stroma, parts of elongated nuclei) outnumber nuclei but cover little.
+    cum = np.cumsum(found**2)
+    return float(found[int(np.searchsorted(cum, cum[-1] / 2))])
 
 
 def estimate_object_size(image: np.ndarray, **kwargs: object) -> float:
     """The typical object (nucleus or cell) diameter in an image, in pixels.
 
-    The median diameter of the strongest blobs of the scale-normalised LoG scale space of the
-    image's :func:`nuclear_channel` (:func:`blob_diameters`). Images larger than 512 pixels a
+    The area-weighted median diameter (each blob weighted by its diameter squared: the size of
+    the object a typical object pixel belongs to) of the strongest blobs of the scale-normalised
+    LoG scale space of the image's :func:`nuclear_channel` (:func:`blob_diameters`). Images larger than 512 pixels a
     side are sampled by up to nine 512-px regions (:func:`estimate_object_size_regions`).
 
     Args:
@@ -280,6 +308,24 @@ def estimate_object_size(image: np.ndarray, **kwargs: object) -> float:
     if img.ndim not in (2, 3):
         raise ValueError(f"image must be (H, W) or (H, W, C); got shape {img.shape}")
     return estimate_object_size_regions(lambda y0, y1, x0, x1: img[y0:y1, x0:x1], img.shape[:2], **kwargs)
+
+
+def scale_to_trained(estimated: float, trained: float, limits: tuple[float, float] = SCALE_LIMITS) -> tuple[float, bool]:
+    """The scale that brings objects of ``estimated`` pixels to the ``trained`` size, within ``limits``.
+
+    Returns:
+        ``(scale, clipped)``: ``trained / estimated`` kept within ``limits``, and whether it had to
+        be; ``(1.0, True)`` when the estimate is ``nan`` (no object found).
+
+    Example:
+        >>> scale_to_trained(20.0, 10.0), scale_to_trained(100.0, 10.0)
+        ((0.5, False), (0.25, True))
+    """
+    if not (estimated == estimated and estimated > 0):
+        return 1.0, True
+    scale = float(trained) / float(estimated)
+    low, high = limits
+    return min(high, max(low, scale)), not low <= scale <= high
 
 
 def rescale_image(image: np.ndarray, scale: float) -> np.ndarray:
