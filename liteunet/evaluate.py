@@ -24,7 +24,7 @@ from .metrics import PointMetrics
 from .object_size import estimate_object_size, rescale_image, rescale_points, scale_to_trained
 from .points import PeakResult, find_peaks
 from .inference.tta import TestTimeAugmentation
-from .pretrained.settings import DEFAULT_LOCALIZATION
+from .pretrained.settings import DEFAULT_LOCALIZATION, load_localization_settings
 
 __all__ = [
     "PRECISION_TOLERANCE",
@@ -32,6 +32,7 @@ __all__ = [
     "LocalizationSettings",
     "predict_maps",
     "predict_rescaled",
+    "stored_normalize",
     "evaluate_maps",
     "peaks_of_maps",
     "selection_score",
@@ -55,18 +56,30 @@ class LocalizationSettings:
         threshold: minimum peak height.
         min_distance: peaks closer than this (in pixels, Chebyshev) are suppressed.
         sigma: width of the Gaussian targets the weights were trained on (informative).
+        normalize: how the training images were scaled (``"auto"`` or ``"percentile"``, see
+            :func:`liteunet.data.io.intensity_range`); inference scales the same way.
     """
 
     threshold: float = DEFAULT_LOCALIZATION["threshold"]
     min_distance: int = DEFAULT_LOCALIZATION["min_distance"]
     sigma: float = 2.0
+    normalize: str = "auto"
 
-    def to_dict(self) -> dict[str, float]:
-        return {"threshold": float(self.threshold), "min_distance": int(self.min_distance), "sigma": float(self.sigma)}
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"threshold": float(self.threshold), "min_distance": int(self.min_distance), "sigma": float(self.sigma)}
+        if self.normalize != "auto":  # older weights and their configs say nothing: "auto"
+            out["normalize"] = self.normalize
+        return out
 
 
-def _image_tensor(sample: Sample, in_chans: int) -> torch.Tensor:
-    image = match_channels(normalize_image(read_image(sample.image_path)), in_chans)
+def stored_normalize(model: nn.Module) -> str:
+    """How the model's weights want their input scaled: the stored ``normalize``, else ``"auto"``."""
+    model = model.model if isinstance(model, TestTimeAugmentation) else model
+    return str(load_localization_settings(model).get("normalize", "auto"))
+
+
+def _image_tensor(sample: Sample, in_chans: int, normalize: str = "auto") -> torch.Tensor:
+    image = match_channels(normalize_image(read_image(sample.image_path), mode=normalize), in_chans)
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
 
@@ -77,17 +90,22 @@ def predict_maps(
     device: str | torch.device = "cpu",
     amp_dtype: torch.dtype | None = None,
     progress: bool = True,
+    normalize: str | None = None,
 ) -> list[np.ndarray]:
     """Location maps of whole images, one forward pass each.
+
+    Images are scaled with ``normalize``; ``None`` takes what the model's weights store
+    (:func:`stored_normalize`).
 
     Returns:
         One float32 array ``(num_classes, H, W)`` per sample.
     """
+    normalize = normalize or stored_normalize(model)
     model.eval()
     device = torch.device(device)
     maps = []
     for sample in tqdm(samples, desc="predict", disable=not progress, leave=False):
-        x = _image_tensor(sample, model.in_chans).unsqueeze(0).to(device)
+        x = _image_tensor(sample, model.in_chans, normalize).unsqueeze(0).to(device)
         with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
             out = model(x)
         maps.append(out[0].float().cpu().numpy())
@@ -119,6 +137,7 @@ def predict_rescaled(
     """
     if object_size is not None and not trained_object_size:
         raise ValueError("object_size needs the weights' trained object size (config.json localization.object_size)")
+    normalize = stored_normalize(model)  # as predict_maps: what the weights store
     model.eval()
     device = torch.device(device)
     maps, scaled, info = [], [], []
@@ -132,7 +151,7 @@ def predict_rescaled(
             scale = scale_to_trained(estimated, float(trained_object_size))[0]  # type: ignore[arg-type]
         elif object_size is not None:
             scale = float(trained_object_size) / float(object_size)  # type: ignore[arg-type]
-        x = match_channels(normalize_image(image), model.in_chans)
+        x = match_channels(normalize_image(image, mode=normalize), model.in_chans)
         if scale != 1.0:
             x = rescale_image(x, scale)
         x = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(device)

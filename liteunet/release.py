@@ -54,6 +54,10 @@ __all__ = [
     "main",
 ]
 
+#: Keys of a config's "localization" that describe the input the weights expect, not how peaks
+#: are picked: kept when the peak settings are re-tuned.
+INPUT_KEYS = ("normalize", "object_size", "mpp")
+
 
 def finalize_weights(
     run_folder: str | Path,
@@ -91,7 +95,9 @@ def finalize_weights(
     }
     out_folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run_folder / "model.safetensors", out_folder / "model.safetensors")
-    config["localization"] = settings.to_dict()
+    # Re-tuning replaces the peak settings; what the weights record about their input stays.
+    kept = {k: v for k, v in (config.get("localization") or {}).items() if k in INPUT_KEYS}
+    config["localization"] = {**kept, **settings.to_dict()}
     # The weights describe the tag they are released as, not the tag of the model they were
     # fine-tuned from (lite_unet.crc and lite_unet.ki67 once said "multi" and "generalist").
     try:

@@ -35,7 +35,8 @@ def test_load_dataset_with_root_argument_and_natural_order(tmp_path):
     samples = load_dataset("crc", "train", root=tmp_path)
     assert [s.name for s in samples] == ["img1", "img2", "img10"]
     assert samples[0].image_path == tmp_path / "crc" / "train" / "img1" / "img1.png"
-    np.testing.assert_array_equal(samples[0].points, [[1.0, 2.0]])
+    # The .mat files are MATLAB's, 1-based: (1, 2) is the centre of pixel (0, 1).
+    np.testing.assert_array_equal(samples[0].points, [[0.0, 1.0]])
 
 
 def test_root_from_environment_variable(tmp_path, monkeypatch):
@@ -72,7 +73,7 @@ def test_unknown_name_and_split(tmp_path):
 
 
 def test_class_names():
-    assert list_datasets() == ["adi", "bbbc039", "bcdata", "crc", "mbm", "vgg_cells"]
+    assert list_datasets() == ["adi", "bbbc039", "bcdata", "crc", "dsb2018", "mbm", "vgg_cells"]
     assert class_names("bcdata") == ("positive", "negative")
     assert all(class_names(n) == ("cell",) for n in list_datasets() if n != "bcdata")
 

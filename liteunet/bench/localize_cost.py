@@ -21,7 +21,7 @@ from ..models._base import copy_model_attributes
 from ..samples import sample_path
 from ..wsi import glass_slide, localize_slide, write_slide
 
-__all__ = ["demo_image", "localize_overhead", "megapixels_by_size", "slide_rss", "tiling_accuracy", "tissue_mask_cost"]
+__all__ = ["crc_mosaic", "demo_image", "localize_overhead", "megapixels_by_size", "slide_rss", "tiling_accuracy", "tissue_mask_cost"]
 
 
 class _TimedModel(nn.Module):
@@ -69,12 +69,12 @@ def localize_overhead(weights: str, side: int, precision: str) -> dict[str, Any]
     }
 
 
-def tiling_accuracy(weights: str, precision: str = "auto") -> dict[str, Any]:
-    """F1 of tiled localization against ground truth on a 2000x2000 mosaic of 16 CRC images."""
-    try:
-        samples = (load_split("crc", "validation") + load_split("crc", "train"))[:16]
-    except (OSError, ValueError, KeyError) as err:
-        return {"skipped": f"needs the crc data set: {err}"}
+def crc_mosaic() -> tuple[np.ndarray, np.ndarray]:
+    """A 2000x2000 mosaic of 16 CRC images (the 10 validation images first) and its annotated points.
+
+    Raises what :func:`liteunet.data.load_split` raises when the data set is not there.
+    """
+    samples = (load_split("crc", "validation") + load_split("crc", "train"))[:16]
     side = 500
     mosaic = np.zeros((4 * side, 4 * side, 3), np.uint8)
     truth = []
@@ -83,7 +83,15 @@ def tiling_accuracy(weights: str, precision: str = "auto") -> dict[str, Any]:
         mosaic[r * side : (r + 1) * side, c * side : (c + 1) * side] = read_image(sample.image_path)[:side, :side, :3]
         inside = (sample.points < side - 0.5).all(axis=1)
         truth.append(sample.points[inside] + (c * side, r * side))
-    points = np.concatenate(truth)
+    return mosaic, np.concatenate(truth)
+
+
+def tiling_accuracy(weights: str, precision: str = "auto") -> dict[str, Any]:
+    """F1 of tiled localization against ground truth on a 2000x2000 mosaic of 16 CRC images."""
+    try:
+        mosaic, points = crc_mosaic()
+    except (OSError, ValueError, KeyError) as err:
+        return {"skipped": f"needs the crc data set: {err}"}
     rows = []
     for tile, overlap in ((2048, 0), (1024, 256), (512, 128)):
         start = time.perf_counter()

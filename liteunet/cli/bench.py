@@ -60,6 +60,34 @@ def _cmd_speed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_invariance(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..bench.invariance import invariance, invariance_markdown
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    default_tiling = args.tilings is None
+    if default_tiling:
+        from ..bench.invariance import TILINGS
+
+        args.tilings = TILINGS
+    result = invariance(
+        args.weights, precision=args.invariance_precision, modes=tuple(args.contexts), flips=not args.no_flips,
+        sample_sizes=tuple(args.context_tiles), tilings=tuple(tuple(t) for t in args.tilings),
+        default_tiling=default_tiling,
+    )
+    markdown = invariance_markdown(result)
+    print(markdown)
+    if args.out_dir:
+        out = Path(args.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "invariance_cpu.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / "invariance_cpu.md").write_text(markdown)
+        print(f"wrote {out / 'invariance_cpu.json'} and {out / 'invariance_cpu.md'}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from ..bench import run_benchmark, to_markdown  # loads torch: only when the command runs
     from ..bench.report import print_table
@@ -68,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         return _cmd_throughput(args)
     if args.speed:
         return _cmd_speed(args)
+    if args.invariance:
+        return _cmd_invariance(args)
     forms = tuple(args.forms) if args.forms else FORMS
     unknown = [f for f in forms if f not in FORMS]
     if unknown:
@@ -125,5 +155,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     speed.add_argument("--speed", action="store_true", help="megapixels/s by image size and the tissue-mask cost")
     speed.add_argument("--sides", type=int, nargs="+", default=[256, 500, 640, 1024, 1536], help="image sides")
     speed.add_argument("--tissue-slide-size", type=int, default=3072, help="side of the 30%% tissue slide (default 3072)")
+    inv = p.add_argument_group(
+        "invariance", "--invariance: on a 2000x2000 mosaic of CRC images (needs the crc data set), the count and "
+        "points of each image-context mode and tile size (256, 512, 1024 and the default) against one whole-image "
+        "pass, F1, the cost against that pass, and flip agreement (CPU)",
+    )
+    inv.add_argument("--invariance", action="store_true", help="tiling and flip invariance of the points")
+    inv.add_argument("--contexts", nargs="+", default=["tile", "fast"], choices=["tile", "fast", "exact"],
+                     help="image-context modes to compare (default: tile fast)")
+    inv.add_argument("--invariance-precision", default="fp32", choices=["fp32", "bf16", "auto"], help="default fp32")
+    inv.add_argument("--context-tiles", type=int, nargs="*", default=[], metavar="N",
+                     help="also rows of context 'fast' with statistics from at most N tiles")
+    inv.add_argument("--tilings", type=int, nargs=2, action="append", metavar=("TILE", "OVERLAP"),
+                     default=None, help="tile size and overlap to compare (repeatable; default 256 64, 512 128, 1024 256)")
+    inv.add_argument("--no-flips", action="store_true", help="skip the flip agreement rows")
     p.set_defaults(func=run)
     return p

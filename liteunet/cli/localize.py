@@ -67,6 +67,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help=f"overlap of neighbouring tiles, a multiple of 16 (default {DEFAULT_OVERLAP} on CUDA, {CPU_OVERLAP} on CPU)",
     )
     p.add_argument(
+        "--context", choices=["tile", "fast", "exact"], default="tile",
+        help="image-wide attention statistics of tiled images: each tile its own (tile, default), gathered over "
+        "the whole image in one extra pass (fast) or in one pass per attention layer (exact); images only",
+    )
+    p.add_argument(
         "--threshold", type=float, help="peak threshold (default: stored with the weights)"
     )
     p.add_argument(
@@ -104,9 +109,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--level", type=int, default=0, help="pyramid level of TIFF slides (default 0)")
     p.add_argument(
         "--normalize",
-        default="auto",
+        default=None,
         choices=["auto", "percentile", "none"],
-        help="intensity normalization (default auto: uint8/255, others percentiles)",
+        help="intensity normalization (default: as the weights were trained, which their config "
+        "records; 'auto': uint8/255, others percentiles; 'percentile' for every bit depth)",
     )
     p.add_argument(
         "--percentiles",
@@ -287,6 +293,7 @@ def run(args: argparse.Namespace) -> int:
         return_map=args.heatmap,
         map_max_side=io_formats.MAX_PNG_SIDE if args.heatmap else None,
         progress=True,
+        context=args.context,
     )
     summaries, extra, failed, skipped, cells = [], [], 0, 0, 0
     bar = tqdm(list(zip(items, names, exists)), desc="localize", unit="image", file=sys.stderr)

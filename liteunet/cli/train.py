@@ -27,7 +27,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``liteunet train`` options."""
-    parser.add_argument("datasets", nargs="+", help="shared data set names (crc, mbm, bbbc039, vgg_cells, adi, bcdata) or folders of images with CSV points")
+    parser.add_argument("datasets", nargs="+", help="shared data set names (crc, mbm, bbbc039, vgg_cells, adi, bcdata, dsb2018) or folders of images with CSV points")
     parser.add_argument("-o", "--out-dir", default="runs/lite_unet", help="run folder: checkpoints, best weights, logs")
     parser.add_argument("--model", default="lite_unet", help="model name (default lite_unet)")
     parser.add_argument("--preset", default="cpu", choices=PRESET_NAMES, help="recipe: 'paper' (MSE, Adam 1e-4, batch 12, flips, 512px) or 'cpu' (default)")
@@ -37,8 +37,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--crop-size", type=int)
     parser.add_argument("--lr", type=float)
-    parser.add_argument("--amp", choices=["off", "bf16", "fp16"], help="autocast dtype (default from the preset)")
-    parser.add_argument("--augment", choices=["paper", "full", "none"])
+    parser.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], help="autocast dtype (default from the preset; 'auto': bf16 on CUDA and on CPUs with native bf16, else off)")
+    parser.add_argument("--augment", choices=["paper", "full", "generalist", "none"], help="'generalist': + scale 0.5x-2x, HED stain, grey, blur, noise, JPEG (default from the preset)")
+    parser.add_argument("--normalize", choices=["auto", "percentile"], default="auto", help="input scaling: 'auto' (8-bit / 255, others percentiles) or 'percentile' (per-image percentiles for every bit depth); stored with the weights")
     parser.add_argument("--sigma", type=float, default=2.0, help="Gaussian target width in pixels (default 2)")
     parser.add_argument("--model-args", type=json.loads, default={}, help="extra model arguments as JSON, e.g. '{\"theta\": 0.4}'")
     parser.add_argument("--num-classes", type=int, default=1)

@@ -19,6 +19,8 @@ from typing import Literal
 
 import numpy as np
 
+from .augment_modality import gaussian_blur, gaussian_noise, jpeg_artefacts, to_grey
+
 __all__ = [
     "AugmentConfig",
     "hflip",
@@ -439,6 +441,16 @@ class AugmentConfig:
         brightness, contrast, saturation, hue: :func:`color_jitter` strengths (RGB images).
         stain: :func:`stain_jitter` scale and shift (RGB images); 0 disables it.
         gain, gamma: :func:`intensity_jitter` strengths (grey images).
+        scale_range, scale_prob: with probability ``scale_prob`` a training crop is drawn at a
+            random zoom in ``scale_range`` (log-uniform; :func:`~liteunet.data.augment_scale.random_scaled_crop`,
+            used by :class:`~liteunet.data.PointDataset`, not by :func:`augment`).
+        grey_prob: probability that an RGB image is turned grey (before the colour changes).
+        blur, blur_prob: Gaussian blur with sigma uniform in ``[0, blur]`` px, with probability
+            ``blur_prob``.
+        noise, noise_prob: Gaussian noise with std uniform in ``[0, noise]``, with probability
+            ``noise_prob``.
+        jpeg_prob, jpeg_quality: JPEG round trip at a quality drawn from ``jpeg_quality``, with
+            probability ``jpeg_prob``.
 
     Example:
         >>> cfg = AugmentConfig.paper()  # the Lite-UNet paper: horizontal flips only
@@ -456,6 +468,15 @@ class AugmentConfig:
     stain: float = 0.0
     gain: float = 0.1
     gamma: float = 0.2
+    scale_range: tuple[float, float] = (1.0, 1.0)
+    scale_prob: float = 0.0
+    grey_prob: float = 0.0
+    blur: float = 0.0
+    blur_prob: float = 0.0
+    noise: float = 0.0
+    noise_prob: float = 0.0
+    jpeg_prob: float = 0.0
+    jpeg_quality: tuple[int, int] = (30, 90)
 
     @classmethod
     def paper(cls) -> AugmentConfig:
@@ -469,6 +490,14 @@ class AugmentConfig:
         return cls(hflip=False, vflip=False, rot90=False, brightness=0.0, contrast=0.0,
                    saturation=0.0, hue=0.0, stain=0.0, gain=0.0, gamma=0.0)
 
+    @classmethod
+    def generalist(cls) -> AugmentConfig:
+        """For weights meant for any lab: scale 0.5x-2x, HED stain, colour and grey, blur,
+        noise and JPEG, on top of the flips and rotations."""
+        return cls(brightness=0.15, contrast=0.2, saturation=0.25, hue=0.04, stain=0.08,
+                   gain=0.2, gamma=0.3, scale_range=(0.5, 2.0), scale_prob=0.7, grey_prob=0.15,
+                   blur=1.5, blur_prob=0.2, noise=0.03, noise_prob=0.2, jpeg_prob=0.2)
+
 
 def augment(
     image: np.ndarray,
@@ -479,8 +508,9 @@ def augment(
 ) -> Sample:
     """Apply the random flips, rotations and colour changes of ``config``.
 
-    Geometry first (moving points with the image), then intensity: RGB(A) images get
-    :func:`stain_jitter` and :func:`color_jitter`, grey ones :func:`intensity_jitter`.
+    Geometry first (moving points with the image), then intensity: RGB(A) images may be turned
+    grey, then get :func:`stain_jitter` and :func:`color_jitter`, grey ones
+    :func:`intensity_jitter`; last blur, noise and JPEG artefacts, for every image.
     Cropping is separate (:func:`random_crop`), done before this to save work.
 
     Args:
@@ -509,7 +539,12 @@ def augment(
         k = int(rng.integers(0, 4)) if square else 2 * int(rng.integers(0, 2))
         image, points, labels = rot90(image, points, labels, k)
     image = image.astype(np.float32, copy=False)
-    if image.ndim == 3 and image.shape[-1] in (3, 4):
+    colour = image.ndim == 3 and image.shape[-1] in (3, 4)
+    if colour and config.grey_prob > 0 and rng.random() < config.grey_prob:
+        image, colour = to_grey(image), False
+        if config.gain > 0 or config.gamma > 0:
+            image = intensity_jitter(image, rng, config.gain, config.gamma)
+    elif colour:
         if config.stain > 0:
             image = stain_jitter(image, rng, config.stain, config.stain)
         if any((config.brightness, config.contrast, config.saturation, config.hue)):
@@ -517,4 +552,11 @@ def augment(
                                  config.saturation, config.hue)
     elif config.gain > 0 or config.gamma > 0:
         image = intensity_jitter(image, rng, config.gain, config.gamma)
+    if config.blur > 0 and rng.random() < config.blur_prob:
+        image = gaussian_blur(image, rng.uniform(0.0, config.blur))
+    if config.noise > 0 and rng.random() < config.noise_prob:
+        image = gaussian_noise(image, rng.uniform(0.0, config.noise), rng)
+    if config.jpeg_prob > 0 and rng.random() < config.jpeg_prob:
+        low, high = config.jpeg_quality
+        image = jpeg_artefacts(image, int(rng.integers(low, high + 1)))
     return image, points, labels

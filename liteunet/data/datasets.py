@@ -1,4 +1,4 @@
-"""The project's six point-annotated cell data sets, and a loader for users' own folders.
+"""The project's seven point-annotated cell data sets, and a loader for users' own folders.
 
 ``load_dataset(name, split)`` returns a list of :class:`Sample` (image path plus its points)
 for one split. Images are not read here: :class:`PointDataset` reads and caches them. The data
@@ -160,12 +160,19 @@ def _need(path: Path) -> Path:
     return path
 
 
+#: CRCHistoPhenotypes' points come from MATLAB, 1-based: (1, 1) is the centre of the first
+#: pixel. Measured on the images, the haematoxylin centroid around each raw point sits 0.46 px
+#: left and 0.36 px above it, and 0.09 / 0.03 px from it after subtracting this.
+CRC_ORIGIN = 1.0
+
+
 def _load_crc(root: Path, split: str) -> list[Sample]:
     split_dir = _need(root / "crc" / split)
     samples = []
     for folder in sorted((p for p in split_dir.iterdir() if p.is_dir()),
                          key=lambda p: _natural_key(p.name)):
         points, labels = read_mat_points(folder / f"{folder.name}_detection.mat", "detection")
+        points = points - CRC_ORIGIN
         samples.append(Sample(_need(folder / f"{folder.name}.png"), points, labels, folder.name))
     return samples
 
@@ -217,6 +224,15 @@ def _load_adi(root: Path, split: str) -> list[Sample]:
     return samples
 
 
+def _load_dsb2018(root: Path, split: str) -> list[Sample]:
+    base = root / "dsb2018"
+    samples = []
+    for name in read_split_file(_need(base / f"{split}.txt")):
+        points, labels = read_csv_points(_need(base / "points" / f"{name}.csv"))
+        samples.append(Sample(_need(base / "images" / f"{name}.png"), points, labels, name))
+    return samples
+
+
 _LOADERS: dict[str, tuple[Callable[[Path, str], list[Sample]], tuple[str, ...]]] = {
     "crc": (_load_crc, ("cell",)),
     "bcdata": (_load_bcdata, BCDATA_CLASS_NAMES),
@@ -224,6 +240,7 @@ _LOADERS: dict[str, tuple[Callable[[Path, str], list[Sample]], tuple[str, ...]]]
     "mbm": (_load_mbm, ("cell",)),
     "vgg_cells": (_load_vgg_cells, ("cell",)),
     "adi": (_load_adi, ("cell",)),
+    "dsb2018": (_load_dsb2018, ("cell",)),
 }
 
 
@@ -232,7 +249,7 @@ def list_datasets() -> list[str]:
 
     Example:
         >>> list_datasets()
-        ['adi', 'bbbc039', 'bcdata', 'crc', 'mbm', 'vgg_cells']
+        ['adi', 'bbbc039', 'bcdata', 'crc', 'dsb2018', 'mbm', 'vgg_cells']
     """
     return sorted(_LOADERS)
 
@@ -264,8 +281,8 @@ def load_dataset(
 ) -> list[Sample]:
     """List the annotated images of one split of a shared data set.
 
-    Splits: ``crc`` and ``bcdata`` use their train/validation folders, ``bbbc039`` its
-    ``train.txt``/``validation.txt``; ``vgg_cells`` takes images 1-100 as train and 101-200 as
+    Splits: ``crc`` and ``bcdata`` use their train/validation folders, ``bbbc039`` and
+    ``dsb2018`` their ``train.txt``/``validation.txt``; ``vgg_cells`` takes images 1-100 as train and 101-200 as
     validation (the usual protocol), ``mbm`` and ``adi`` a fixed seeded 75/25 split that keeps
     all crops of one source slide (MBM) or donor (ADI, GTEx id) on one side.
 

@@ -10,6 +10,8 @@ from torch.utils.data import Dataset
 
 from .augment import AugmentConfig, PadMode, center_crop, random_crop
 from .augment import augment as apply_augment
+from .augment_modality import is_grey
+from .augment_scale import random_scaled_crop
 from .datasets import Sample
 from .io import match_channels, normalize_image, read_image
 from .targets import TargetFn, gaussian_target
@@ -20,10 +22,12 @@ __all__ = ["PointDataset", "collate"]
 class PointDataset(Dataset):
     """Images with point annotations, as (image, location-map target) training pairs.
 
-    Each item is built as: cached normalized image -> crop (random with ``augment``, central
-    otherwise; padded when the image is smaller) -> :func:`augment` -> channels matched to
-    ``in_chans`` -> ``target_fn`` rendered from the transformed points. Images are read once,
-    normalized with :func:`normalize_image` and kept in memory (the data sets are small; with
+    Each item is built as: cached normalized image -> crop (random with ``augment``, at a random
+    zoom when the config's ``scale_prob`` says so; central otherwise; padded when the image is
+    smaller) -> :func:`augment` -> channels matched to ``in_chans`` -> ``target_fn`` rendered
+    from the transformed points. Images are read once, normalized with :func:`normalize_image`
+    (``normalize`` mode), an RGB image whose channels are equal is kept as grey (so grey images
+    are treated alike whether saved with 1 or 3 channels), and kept in memory (the data sets are small; with
     ``DataLoader`` workers each worker fills its own cache, so use ``persistent_workers=True``).
 
     Randomness is a ``numpy.random.Generator`` seeded with ``(seed, epoch, index)``, so an item
@@ -43,6 +47,8 @@ class PointDataset(Dataset):
             grey).
         seed: base seed.
         pad_mode: padding of crops that leave the image, see :func:`liteunet.data.augment.crop`.
+        normalize: :func:`normalize_image` mode, ``"auto"`` or ``"percentile"`` (the weights
+            record it, and inference normalizes the same way).
 
     Returns (per item):
         A dict with ``image`` float32 tensor :math:`(in\\_chans, H, W)`, ``target`` float32
@@ -69,6 +75,7 @@ class PointDataset(Dataset):
         in_chans: int = 3,
         seed: int = 0,
         pad_mode: PadMode = "constant",
+        normalize: str = "auto",
     ) -> None:
         self.samples = list(samples)
         if not self.samples:
@@ -89,6 +96,7 @@ class PointDataset(Dataset):
         self.in_chans = in_chans
         self.seed = seed
         self.pad_mode = pad_mode
+        self.normalize = normalize
         self.epoch = 0
         self._cache: dict[int, np.ndarray] = {}
 
@@ -102,7 +110,9 @@ class PointDataset(Dataset):
     def load_image(self, index: int) -> np.ndarray:
         """The normalized float32 image of sample ``index``, channels last (read once)."""
         if index not in self._cache:
-            image = normalize_image(read_image(self.samples[index].image_path))
+            image = normalize_image(read_image(self.samples[index].image_path), mode=self.normalize)
+            if image.ndim == 3 and is_grey(image):
+                image = np.ascontiguousarray(image[..., 0])
             # Fail now, with the file name, rather than after cropping and augmenting.
             try:
                 match_channels(image[:1, :1], self.in_chans)
@@ -118,7 +128,11 @@ class PointDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         image, points, labels = self.load_image(index), sample.points, sample.labels
         if self.crop_size is not None:
-            if self.augment_config is not None:
+            cfg = self.augment_config
+            if cfg is not None and cfg.scale_prob > 0 and rng.random() < cfg.scale_prob:
+                image, points, labels = random_scaled_crop(
+                    image, points, labels, self.crop_size, rng, cfg.scale_range, self.pad_mode)
+            elif cfg is not None:
                 image, points, labels = random_crop(image, points, labels, self.crop_size, rng,
                                                     pad_mode=self.pad_mode)
             else:

@@ -113,10 +113,20 @@ class ChannelAttention(nn.Module):
         self.fc2 = nn.Conv2d(hidden, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        avg = self.fc2(self.act(self.fc1(_spatial_mean(x))))
         # Same value as x.amax((2, 3)); the pooling kernel is 5-15x faster on channels-last input.
-        mx = self.fc2(self.act(self.fc1(F.adaptive_max_pool2d(x, 1))))
-        return torch.sigmoid(avg + mx)
+        return self.from_pooled(_spatial_mean(x), F.adaptive_max_pool2d(x, 1))
+
+    def from_pooled(self, avg: torch.Tensor, mx: torch.Tensor) -> torch.Tensor:
+        """The attention weights from given pooled features: ``sigmoid(MLP(avg) + MLP(max))``.
+
+        :meth:`forward` pools ``x`` over its own positions; a tiled caller passes the mean and
+        max of the whole image instead (:mod:`liteunet.localization.context`).
+
+        Shape:
+            - avg, mx: :math:`(B, C, 1, 1)` (``B`` may be 1 for a whole batch)
+            - output: :math:`(B, C, 1, 1)`
+        """
+        return torch.sigmoid(self.fc2(self.act(self.fc1(avg))) + self.fc2(self.act(self.fc1(mx))))
 
 
 class SpatialAttention(nn.Module):

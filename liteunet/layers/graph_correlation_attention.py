@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from .._checks import check_bchw
 
-__all__ = ["graph_correlation_attention", "GraphCorrelationAttention"]
+__all__ = ["graph_correlation_attention", "key_context", "GraphCorrelationAttention"]
 
 
 def graph_correlation_attention(
@@ -36,6 +36,7 @@ def graph_correlation_attention(
     update_weight: torch.Tensor,
     drop: float = 0.0,
     training: bool = False,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Graph correlation attention, eqs. (7)-(9), functional form.
 
@@ -46,6 +47,10 @@ def graph_correlation_attention(
         update_weight: ``W`` of eq. (8).
         drop: dropout probability of eq. (8).
         training: apply dropout (as ``F.dropout``'s ``training``).
+        context: ``K^T X / N``, the average over nodes that eq. (7) correlates every node with,
+            when it comes from elsewhere: a tile of a larger image takes the whole image's
+            (:func:`key_context`, summed over tiles; :mod:`liteunet.localization.context`).
+            Default: computed from ``x``.
 
     Returns:
         ``sigmoid(Dropout(ReLU(Corr X W))) * X`` with ``Corr = (X Wq^T)(X Wk^T)^T / N``.
@@ -54,6 +59,7 @@ def graph_correlation_attention(
         - x: :math:`(B, C, H, W)`
         - query_weight, key_weight: :math:`(D, C)`
         - update_weight: :math:`(C, C)`
+        - context: :math:`(B, D, C)` or :math:`(1, D, C)`
         - output: :math:`(B, C, H, W)`
 
     Example:
@@ -71,12 +77,30 @@ def graph_correlation_attention(
         )
     nodes = x.flatten(2).transpose(1, 2)  # (B, N, C): one row per spatial position
     query = F.linear(nodes, query_weight)  # (B, N, D)
-    key = F.linear(nodes, key_weight)  # (B, N, D)
-    # Corr X = Q (K^T X) / N: same value as building Corr, without the N x N matrix.
-    context = torch.matmul(key.transpose(1, 2), nodes) / (h * w)  # (B, D, C)
+    if context is None:
+        # Corr X = Q (K^T X) / N: same value as building Corr, without the N x N matrix.
+        context = key_context(nodes, key_weight) / (h * w)  # (B, D, C)
     update = F.linear(torch.matmul(query, context), update_weight)  # (B, N, C)
     update = F.dropout(F.relu(update), drop, training)
     return torch.sigmoid(update).transpose(1, 2).reshape(b, c, h, w) * x
+
+
+def key_context(nodes: torch.Tensor, key_weight: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``K^T X``, the sum over nodes of ``(Wk X_i) X_i^T``: eq. (7)'s context before the ``1 / N``.
+
+    Args:
+        nodes: ``(B, N, C)``, one row per spatial position.
+        key_weight: ``Wk``, ``(D, C)``.
+        weights: optional ``(B, N, 1)`` node weights (1 counts a node, 0 leaves it out).
+
+    Returns:
+        ``(B, D, C)``. Sums over disjoint sets of nodes add up to the sum over their union, which
+        is how a tiled image gets the context of the whole image.
+    """
+    key = F.linear(nodes, key_weight)  # (B, N, D)
+    if weights is not None:
+        key = key * weights
+    return torch.matmul(key.transpose(1, 2), nodes)
 
 
 class GraphCorrelationAttention(nn.Module):

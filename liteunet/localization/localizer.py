@@ -18,6 +18,8 @@ image, x = column, y = row, ``(0, 0)`` the centre of the top-left pixel.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
 import os
 import warnings
@@ -39,6 +41,7 @@ from ..object_size import SCALE_LIMITS, estimate_object_size_regions, scale_to_t
 from ..points import suppress_close_points
 from ..pretrained import load_localization_settings, resolve_settings
 from ..slides import TiffImage
+from .context import ImageContext, core_mask, sample_tiles, stat_cores
 from .inputs import InputItem, check_image, check_memory, expand_inputs, named_error, open_input
 from .model import describe_weights, label_names, load_localization_model, model_in_chans
 from .normalize import region_normalizer
@@ -98,7 +101,7 @@ class Localizer:
         self.fit_tiles = opts.tile_size is None
         default_batch = 4 if self.device.type == "cuda" else 1
         self.batch_size = opts.batch_size if opts.batch_size is not None else default_batch
-        self.normalize = opts.normalize
+        self.normalize = opts.normalize or str(stored.get("normalize", "auto"))
         self.percentiles = opts.percentiles
         #: The object size the weights were trained at (``localization.object_size``), or None.
         #: With ``tuned_for``, that set's own size when the weights store one.
@@ -112,6 +115,11 @@ class Localizer:
         self.max_pixels = opts.max_pixels
         self.progress = opts.progress
         self.model = self._runner(module, opts)
+        self.context_tiles = opts.context_tiles
+        self.min_input_size = int(getattr(module, "min_input_size", 0) or 0)
+        #: Hooks that give every tile the image-wide attention statistics (None: each tile its own).
+        self.image_context = self._image_context(module, opts)
+        self.context = opts.context if self.image_context is not None else "tile"
         self.in_chans = model_in_chans(self.model)
         self.num_classes: int | None = getattr(self.model, "num_classes", None)
         self.label_names = label_names(self.model, self.num_classes)
@@ -135,6 +143,32 @@ class Localizer:
                 f"overlap >= {2 * (2 * self.min_distance + 1)}"
             )
         return tile_size, overlap
+
+    def _image_context(self, module: nn.Module, opts: LocalizationOptions) -> ImageContext | None:
+        if opts.context == "tile" or isinstance(module, OnnxModel) or opts.compile:
+            return None
+        ctx = ImageContext(self.model)
+        return ctx if len(ctx) else None
+
+    def _gather_context(self, ctx: ImageContext, read: Callable, rows: list, cols: list, h: int, w: int) -> None:
+        """The statistics passes of :mod:`~liteunet.localization.context` over this image's tiles."""
+        tile_h, tile_w = rows[0][1] - rows[0][0], cols[0][1] - cols[0][0]
+        srows, scols = stat_cores(rows, h, self.size_divisor), stat_cores(cols, w, self.size_divisor)
+        tiles = list(itertools.product(range(len(rows)), range(len(cols))))
+        picked = [tiles[k] for k in sample_tiles(len(tiles), self.context_tiles)]
+
+        def batches():
+            for i in range(0, len(picked), self.batch_size):
+                chunk = picked[i : i + self.batch_size]
+                x = np.stack([
+                    pad_to(read(rows[a][0], rows[a][1], cols[b][0], cols[b][1]), tile_h, tile_w).transpose(2, 0, 1)
+                    for a, b in chunk
+                ])
+                masks = torch.stack([core_mask(srows[a], scols[b], (rows[a][0], cols[b][0]), (tile_h, tile_w)) for a, b in chunk])
+                yield torch.from_numpy(np.ascontiguousarray(x)).to(self.device), masks.to(self.device)
+
+        with torch.inference_mode():
+            ctx.gather(batches, self.context)
 
     def tile_for(self, n: int) -> int:
         """The tile side used along an image side of ``n`` pixels (``tile_size`` is the most)."""
@@ -230,6 +264,7 @@ class Localizer:
             "precision": self.precision,
             "tta": self.tta,
             "tuned_for": self.tuned_for,
+            "context": self.context,
         }
 
     # --- public -----------------------------------------------------------------------------------
@@ -319,31 +354,36 @@ class Localizer:
             leave=False,
             disable=not self.progress or n_tiles < 8,
         )
-        for batch in tile_batches(rows, cols, self.batch_size):
-            x = np.stack([pad_to(read(r[0], r[1], c[0], c[1]), tile_h, tile_w).transpose(2, 0, 1) for r, c in batch])
-            maps = self._forward(torch.from_numpy(np.ascontiguousarray(x)), name)
-            if num_classes is None:
-                num_classes = maps.shape[1]
-                self.label_names = self.label_names or label_names(self.model, num_classes)
-            if self.return_map and full_map is None:
-                shape = (num_classes, -(-h // k), -(-w // k))
-                check_memory(
-                    4 * math.prod(shape),
-                    f"the location map of {name} ({shape})",
-                    "ask for a downsampled map: return_map=4 (or map_max_side=...)",
-                )
-                full_map = np.full(shape, -np.inf, dtype=np.float32)
-            for (r, c), m in zip(batch, maps):
-                (ty0, ty1, cy0, cy1), (tx0, tx1, cx0, cx1) = r, c
-                xy, sc, lab, owned = tile_peaks(m, r, c, md, self.threshold, self.subpixel)
-                pts.append(xy)
-                scs.append(sc)
-                labs.append(lab)
-                own.append(owned)
-                if full_map is not None:
-                    core = m[:, cy0 - ty0 : cy1 - ty0, cx0 - tx0 : cx1 - tx0].float().cpu().numpy()
-                    pool_into(full_map, core, cy0, cx0, k)
-            bar.update(len(batch))
+        # A tile the model would zero-pad (min_input_size) keeps its own context.
+        ctx = self.image_context if n_tiles > 1 and min(tile_h, tile_w) >= self.min_input_size else None
+        with ctx.hooked() if ctx is not None else contextlib.nullcontext():
+            if ctx is not None:
+                self._gather_context(ctx, read, rows, cols, h, w)
+            for batch in tile_batches(rows, cols, self.batch_size):
+                x = np.stack([pad_to(read(r[0], r[1], c[0], c[1]), tile_h, tile_w).transpose(2, 0, 1) for r, c in batch])
+                maps = self._forward(torch.from_numpy(np.ascontiguousarray(x)), name)
+                if num_classes is None:
+                    num_classes = maps.shape[1]
+                    self.label_names = self.label_names or label_names(self.model, num_classes)
+                if self.return_map and full_map is None:
+                    shape = (num_classes, -(-h // k), -(-w // k))
+                    check_memory(
+                        4 * math.prod(shape),
+                        f"the location map of {name} ({shape})",
+                        "ask for a downsampled map: return_map=4 (or map_max_side=...)",
+                    )
+                    full_map = np.full(shape, -np.inf, dtype=np.float32)
+                for (r, c), m in zip(batch, maps):
+                    (ty0, ty1, cy0, cy1), (tx0, tx1, cx0, cx1) = r, c
+                    xy, sc, lab, owned = tile_peaks(m, r, c, md, self.threshold, self.subpixel)
+                    pts.append(xy)
+                    scs.append(sc)
+                    labs.append(lab)
+                    own.append(owned)
+                    if full_map is not None:
+                        core = m[:, cy0 - ty0 : cy1 - ty0, cx0 - tx0 : cx1 - tx0].float().cpu().numpy()
+                        pool_into(full_map, core, cy0, cx0, k)
+                bar.update(len(batch))
         bar.close()
 
         xy = np.concatenate(pts) if pts else np.zeros((0, 2))

@@ -20,6 +20,7 @@ import torch.nn as nn
 from .._checks import check_int
 from ..inference import TTA_MODES, OnnxModel, cpu_has_native_bf16
 from ..pretrained import load_inference_checks
+from .context import CONTEXT_MODES
 from .inputs import DEFAULT_MAX_PIXELS
 
 __all__ = ["PRECISION_ALIASES", "LocalizationOptions", "resolve_precision", "resolve_tta", "warn_unguarded"]
@@ -62,9 +63,11 @@ class LocalizationOptions:
             --int8``).
         channels_last: NHWC activations (default on: faster convolutions on CPU and GPU).
         compile: ``torch.compile`` the model (each new tile shape compiles once, slowly).
-        normalize: ``"auto"``: uint8 / 255, bool as 0/1, other dtypes percentile-normalized (how
-            the weights were trained); ``"percentile"``: percentiles for uint8 too; ``"none"``:
-            values used as given (already normalized floats).
+        normalize: ``None`` (default): the way the weights were trained, as their config records
+            (``"percentile"`` for weights trained on per-image percentiles, else ``"auto"``).
+            ``"auto"``: uint8 / 255, bool as 0/1, other dtypes percentile-normalized;
+            ``"percentile"``: percentiles for uint8 too; ``"none"``: values used as given
+            (already normalized floats).
         percentiles: ``(pmin, pmax)`` mapped to 0 and 1 by percentile normalization.
         scale: resize factor applied before the model (e.g. 0.5 for 40x images given to a 20x
             model); points come back in input pixels.
@@ -91,6 +94,18 @@ class LocalizationOptions:
             instead of the pair shared by all; for images like that set's. The model card lists
             the names. ``threshold`` and ``min_distance`` still override.
         max_pixels: refuse images with more pixels than this before allocating anything.
+        context: how tiles of an image larger than one tile get the image-wide terms of the
+            model's attention (CBAM's channel pooling, GCA's average over positions):
+            ``"tile"`` (default): each tile its own context, no extra pass (the points then
+            depend on the tile size, but the published weights, trained on 256-px crops, score
+            best that way); ``"fast"``: a statistics pass over the tiles' cores, then the final
+            pass with the whole image's statistics in every tile (about twice the work);
+            ``"exact"``: one statistics pass per attention layer (equal to one whole-image
+            pass when the overlap covers the receptive field; several times the work). See
+            :mod:`liteunet.localization.context`; ``liteunet bench --invariance`` measures them.
+            Compiled and ONNX models run with ``"tile"``.
+        context_tiles: gather the statistics from at most this many tiles, spread evenly over
+            the image (default: all of them).
         progress: show tqdm bars (over images, and over tiles of large images).
 
 
@@ -114,7 +129,7 @@ class LocalizationOptions:
     precision: str | None = "auto"
     channels_last: bool | None = None
     compile: bool = False
-    normalize: str = "auto"
+    normalize: str | None = None
     percentiles: tuple[float, float] = (1.0, 99.8)
     scale: float | None = None
     mpp: float | None = None
@@ -128,6 +143,8 @@ class LocalizationOptions:
     tuned_for: str | None = None
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     progress: bool = True
+    context: str = "tile"
+    context_tiles: int | None = None
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
@@ -139,7 +156,7 @@ class LocalizationOptions:
             if getattr(self, name) is not None:
                 set_(name, check_int(name, getattr(self, name), minimum))
         set_("level", check_int("level", self.level, 0))
-        if self.normalize not in ("auto", "percentile", "none"):
+        if self.normalize not in (None, "auto", "percentile", "none"):
             raise ValueError(f"normalize must be 'auto', 'percentile' or 'none', got {self.normalize!r}")
         try:
             pmin, pmax = (float(p) for p in self.percentiles)
@@ -165,6 +182,10 @@ class LocalizationOptions:
         if self.precision is not None and self.precision != "auto" and self.precision not in PRECISION_ALIASES:
             raise ValueError(f"precision must be 'auto', 'fp32', 'bf16', 'fp16' or 'int8', got {self.precision!r}")
         set_("tta", resolve_tta(self.tta))
+        if self.context not in CONTEXT_MODES:
+            raise ValueError(f"context must be one of {', '.join(map(repr, CONTEXT_MODES))}, got {self.context!r}")
+        if self.context_tiles is not None:
+            set_("context_tiles", check_int("context_tiles", self.context_tiles, 1))
 
     def replace(self, **changes: Any) -> LocalizationOptions:
         """A copy with ``changes`` applied, checked again."""

@@ -27,6 +27,7 @@ from .resolve import cfg_for_name, resolve
 
 __all__ = [
     "DEFAULT_LOCALIZATION",
+    "NORMALIZE_MODES",
     "checked_settings",
     "load_inference_checks",
     "load_localization_settings",
@@ -37,6 +38,11 @@ __all__ = [
     "weights_config_for",
     "weights_config_of",
 ]
+
+#: How input intensities may be scaled (``liteunet.data.io.intensity_range``); weights trained
+#: with per-image percentiles store ``"normalize": "percentile"``, older weights store none
+#: (``"auto"``: 8-bit / 255, other dtypes percentiles).
+NORMALIZE_MODES = ("auto", "percentile", "none")
 
 #: What :func:`load_localization_settings` returns when the weights store no settings.
 DEFAULT_LOCALIZATION: dict[str, Any] = {"threshold": 0.5, "min_distance": 3}
@@ -110,6 +116,9 @@ def checked_settings(config: dict[str, Any], where: Path | str | None) -> dict[s
             for name, entry in tuned_for.items():
                 own = {**settings, "tta": None, **entry}
                 problems += [f"tuned_for {name}: {p}" for p in _peak_setting_problems(own) + _tta_problems(own)]
+    normalize = settings.get("normalize", "auto")
+    if normalize not in NORMALIZE_MODES:
+        problems.append(f"normalize must be one of {list(NORMALIZE_MODES)}, got {normalize!r}")
     sigma = settings.get("sigma")
     if sigma is not None and (
         isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or sigma <= 0
