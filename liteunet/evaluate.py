@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from .data import Sample, match_channels, normalize_image, read_image
 from .metrics import PointMetrics
+from .object_size import estimate_object_size, rescale_image, rescale_points, scale_to_trained
 from .points import PeakResult, find_peaks
 from .inference.tta import TestTimeAugmentation
 from .pretrained.settings import DEFAULT_LOCALIZATION, load_localization_settings
@@ -30,6 +31,7 @@ __all__ = [
     "precision_guard",
     "LocalizationSettings",
     "predict_maps",
+    "predict_rescaled",
     "stored_normalize",
     "evaluate_maps",
     "peaks_of_maps",
@@ -108,6 +110,56 @@ def predict_maps(
             out = model(x)
         maps.append(out[0].float().cpu().numpy())
     return maps
+
+
+@torch.no_grad()
+def predict_rescaled(
+    model: nn.Module,
+    samples: Sequence[Sample],
+    rescale: float = 1.0,
+    object_size: float | str | None = None,
+    trained_object_size: float | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> tuple[list[np.ndarray], list[Sample], list[dict[str, float]]]:
+    """Location maps of images seen at another magnification, brought back to the trained object size.
+
+    Each image is resized by ``rescale`` (as a user's image at 0.5x or 2x the training
+    magnification would be; its true points are mapped with it), then, as ``localize()`` does
+    with ``object_size``, normalized and resized by ``trained_object_size / object_size`` (or by
+    ``trained / estimated`` with ``"auto"``, :func:`liteunet.object_size.estimate_object_size` on
+    the rescaled image) before the model.
+
+    Returns:
+        The maps (at the model's scale), the samples with points in the rescaled images' pixels,
+        and per image ``{"scale", "estimated"}``: the model pixels per rescaled-image pixel and
+        the estimated object size (``nan`` unless ``"auto"``).
+    """
+    if object_size is not None and not trained_object_size:
+        raise ValueError("object_size needs the weights' trained object size (config.json localization.object_size)")
+    normalize = stored_normalize(model)  # as predict_maps: what the weights store
+    model.eval()
+    device = torch.device(device)
+    maps, scaled, info = [], [], []
+    for sample in tqdm(samples, desc="predict", disable=not progress, leave=False):
+        image = read_image(sample.image_path)
+        if rescale != 1.0:
+            image = rescale_image(image, rescale)
+        estimated, scale = float("nan"), 1.0
+        if object_size == "auto":
+            estimated = estimate_object_size(image)
+            scale = scale_to_trained(estimated, float(trained_object_size))[0]  # type: ignore[arg-type]
+        elif object_size is not None:
+            scale = float(trained_object_size) / float(object_size)  # type: ignore[arg-type]
+        x = match_channels(normalize_image(image, mode=normalize), model.in_chans)
+        if scale != 1.0:
+            x = rescale_image(x, scale)
+        x = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(device)
+        maps.append(model(x)[0].float().cpu().numpy())
+        points = rescale_points(sample.points, rescale) if rescale != 1.0 else sample.points
+        scaled.append(Sample(sample.image_path, points, sample.labels, sample.name))
+        info.append({"scale": scale, "estimated": estimated})
+    return maps, scaled, info
 
 
 def peaks_of_maps(maps: Sequence[np.ndarray], min_distance: int, floor: float) -> list[PeakResult]:
@@ -238,6 +290,9 @@ def evaluate(
     device: str | torch.device = "cpu",
     progress: bool = True,
     tta: str | None = None,
+    rescale: float = 1.0,
+    object_size: float | str | None = None,
+    trained_object_size: float | None = None,
 ) -> EvaluationReport:
     """Evaluate ``model`` on ``samples`` with the paper's protocol (F1 at 5 and 10 px, MAE, RMSE).
 
@@ -245,14 +300,35 @@ def evaluate(
     computed once (as the paper and BCData do); MAE/RMSE are over per-image counts. With
     ``tta`` (``"flips"`` or ``"d4"``, see :mod:`liteunet.tta`) each map is averaged over those
     views, and the summary records the mode.
+
+    With ``rescale`` (e.g. 0.5 or 2) every image and its points are first resized by it, to
+    measure the model at another magnification; with ``object_size`` (``"auto"`` or pixels) and
+    the weights' ``trained_object_size`` each image is brought to the trained size before the
+    model and the points mapped back, as ``localize(..., object_size=...)`` does
+    (:func:`predict_rescaled`). Points are matched in the rescaled images' pixels.
     """
+    num_classes = getattr(model, "num_classes", 1)
     if tta:
         model = TestTimeAugmentation(model, tta)
-    maps = predict_maps(model, samples, device=device, progress=progress)
-    metrics = evaluate_maps(maps, samples, settings, num_classes=getattr(model, "num_classes", 1))
+    if rescale == 1.0 and object_size is None:
+        maps = predict_maps(model, samples, device=device, progress=progress)
+        metrics = evaluate_maps(maps, samples, settings, num_classes=num_classes)
+        info: list[dict[str, float]] = []
+    else:
+        maps, samples, info = predict_rescaled(model, samples, rescale, object_size, trained_object_size, device, progress)
+        peaks = peaks_of_maps(maps, settings.min_distance, settings.threshold)
+        for peak, row in zip(peaks, info):
+            peak.xy = rescale_points(peak.xy, 1.0 / row["scale"]).astype(np.float32)
+        metrics = evaluate_maps(maps, samples, settings, num_classes=num_classes, peaks=peaks)
     summary = metrics.compute()
     if tta:
         summary["tta"] = tta
+    if info:
+        summary["rescale"] = float(rescale)
+        summary["object_size"] = object_size
+        summary["model_scale_median"] = float(np.median([row["scale"] for row in info]))
+        if object_size == "auto":
+            summary["object_size_estimated_median"] = float(np.nanmedian([row["estimated"] for row in info]))
     return EvaluationReport(dataset, settings, summary, metrics.per_image())
 
 

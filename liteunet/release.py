@@ -6,6 +6,11 @@ the measured numbers. Run::
 
     python -m liteunet.release runs/multi/best weights/lite_unet.multi --tag lite_unet.multi \\
         --datasets crc mbm bbbc039 vgg_cells adi
+
+Record the object size the weights were trained at (``localize(..., object_size="auto")``),
+measured on the training images of the config's ``training.datasets``::
+
+    python -m liteunet.release weights/lite_unet.multi --object-size-only
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from timm.models import get_pretrained_cfg
+from tqdm.auto import tqdm
 
 from .models import load_model
-from .data import class_names, list_datasets, load_split, split_label
+from .data import class_names, list_datasets, load_split, read_image, split_label
 from .evaluate import (
     DEFAULT_MIN_DISTANCES,
     DEFAULT_THRESHOLDS,
@@ -40,8 +47,12 @@ from .evaluate import (
 from .pretrained import load_localization_settings, resolve_settings
 from .inference import TTA_MODES, OnnxModel, TestTimeAugmentation, calibration_images, export_onnx, prepare_model, quantize_onnx
 from .model_card import write_model_card
+from .object_size import estimate_object_size
 
-__all__ = ["finalize_weights", "tune_tta", "tune_per_dataset", "check_precisions", "compiling_every_shape", "main"]
+__all__ = [
+    "finalize_weights", "tune_tta", "tune_per_dataset", "check_precisions", "compiling_every_shape", "measure_object_size",
+    "main",
+]
 
 #: Keys of a config's "localization" that describe the input the weights expect, not how peaks
 #: are picked: kept when the peak settings are re-tuned.
@@ -304,6 +315,64 @@ def check_precisions(
     return guard
 
 
+def measure_object_size(
+    folder: str | Path,
+    datasets: Sequence[str] | None = None,
+    split: str = "train",
+    max_images: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Measure the object size a weights folder was trained at and record it in its ``config.json``.
+
+    :func:`liteunet.object_size.estimate_object_size` (the estimator ``localize(...,
+    object_size="auto")`` runs on a user's image, so its bias cancels) runs on every ``split``
+    image of each data set; the recorded size is the median of the per-set medians (each set
+    counts equally, as in balanced training). Writes ``localization.object_size``,
+    ``localization.object_size_by_dataset`` and, for each set with its own settings, its size in
+    ``localization.tuned_for.<set>.object_size`` (used with ``tuned_for=<set>``); the weights file
+    is not touched.
+
+    Args:
+        folder: the weights folder (its ``config.json`` is updated).
+        datasets: default: the config's ``training.datasets``.
+        split: the split measured (default ``"train"``: the images the weights saw).
+        max_images: at most this many images per set, evenly spaced (default: all).
+
+    Returns:
+        ``{"object_size": float, "object_size_by_dataset": {set: float}}``.
+
+    Example:
+        >>> measure_object_size("weights/lite_unet.multi")  # doctest: +SKIP
+        {'object_size': 10.2, 'object_size_by_dataset': {'crc': 8.1, ...}}
+    """
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text())
+    names = list(datasets or (config.get("training") or {}).get("datasets") or [])
+    if not names:
+        raise ValueError(f"{folder}/config.json names no training.datasets; pass the data sets (--datasets)")
+    per_set: dict[str, float] = {}
+    for name in names:
+        samples = load_split(name, split)
+        if max_images and len(samples) > max_images:
+            samples = [samples[round(i * (len(samples) - 1) / (max_images - 1 or 1))] for i in range(max_images)]
+        sizes = [estimate_object_size(read_image(s.image_path)) for s in tqdm(samples, desc=f"object size {name}", disable=not progress)]
+        found = [d for d in sizes if d == d]
+        if not found:
+            raise ValueError(f"no objects found on the {split} images of {name}")
+        per_set[split_label(name)] = round(float(np.median(found)), 3)
+    record = {"object_size": round(float(np.median(list(per_set.values()))), 3), "object_size_by_dataset": per_set}
+    # Read again just before writing, so a release job running meanwhile keeps its results.
+    config = json.loads((folder / "config.json").read_text())
+    localization = config.setdefault("localization", {})
+    localization.update(record)
+    # Each set's own size beside its own settings: localize(..., tuned_for=NAME, object_size="auto").
+    for name, size in per_set.items():
+        if name in (localization.get("tuned_for") or {}):
+            localization["tuned_for"][name]["object_size"] = size
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return record
+
+
 @contextlib.contextmanager
 def compiling_every_shape(limit: int = 64) -> Iterator[None]:
     """Let ``torch.compile`` compile each new input shape instead of falling back to eager.
@@ -355,14 +424,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--per-dataset-only", action="store_true",
         help="only choose and record per-data-set settings for an existing weights folder",
     )
-    parser.add_argument("--tag", required=True, help="pretrained tag, e.g. lite_unet.multi")
-    parser.add_argument("--datasets", nargs="+", required=True, help="data sets to tune and report on")
+    parser.add_argument(
+        "--object-size", action="store_true",
+        help="after writing, measure the typical object diameter on the training images of --object-size-datasets "
+        "(default: the config's training.datasets) and record it (localize(..., object_size='auto'))",
+    )
+    parser.add_argument(
+        "--object-size-only", action="store_true", help="only measure and record the object size of an existing weights folder",
+    )
+    parser.add_argument("--object-size-datasets", nargs="+", metavar="DATASET", help="data sets to measure the object size on")
+    parser.add_argument("--object-size-split", default="train", help="split the object size is measured on (default train)")
+    parser.add_argument("--max-images", type=int, help="object size: at most this many images per set")
+    parser.add_argument("--tag", help="pretrained tag, e.g. lite_unet.multi (needed except with --object-size-only)")
+    parser.add_argument("--datasets", nargs="+", help="data sets to tune and report on (needed except with --object-size-only)")
     parser.add_argument("--split", default="validation")
     parser.add_argument("--summary", default="", help="one paragraph for the model card")
     parser.add_argument("--note", action="append", default=[], dest="notes", help="a recipe line for the card (repeatable)")
     parser.add_argument("--min-input-size", type=int, help="store this min_input_size with the weights")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
+    if args.object_size_only:
+        record = measure_object_size(args.out_folder, args.object_size_datasets, args.object_size_split, args.max_images)
+        print(f"object size {record['object_size']} px; by data set: {record['object_size_by_dataset']}")
+        return 0
+    if not (args.tag and args.datasets):
+        parser.error("--tag and --datasets are needed (except with --object-size-only)")
     if args.tta_only and not args.tta:
         parser.error("--tta-only needs --tta MODE...")
     if not (args.check_precision_only or args.tta_only or args.per_dataset_only):
@@ -382,6 +468,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, metrics in tune_per_dataset(args.out_folder, args.tag, args.datasets, split=args.split, device=args.device).items():
             for mode, row in [(None, metrics), *(metrics.get("tta") or {}).items()]:
                 print(f"tuned for {name}{' (tta ' + mode + ')' if mode else ''}: F1@5 {row['f1@5']:.3f}  F1@10 {row['f1@10']:.3f}  MAE {row['mae']:.2f}")
+    if args.object_size:
+        record = measure_object_size(args.out_folder, args.object_size_datasets, args.object_size_split, args.max_images)
+        print(f"object size {record['object_size']} px; by data set: {record['object_size_by_dataset']}")
     if args.check_precision_only or args.check_precision is not None:
         precisions = args.check_precision or ["bf16", "int8"]
         guard = check_precisions(args.out_folder, args.tag, args.datasets, precisions, args.split, args.device, args.guard_tta)

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "liteunet"
 
 #: Layer of each top-level name under liteunet/, from the bottom up (docs/architecture.md).
 LAYERS = [
-    {"_version", "_device", "_checks", "data", "points", "metrics", "slides", "complexity", "samples", "model_card"},
+    {"_version", "_device", "_checks", "data", "points", "metrics", "slides", "object_size", "complexity", "samples", "model_card"},
     {"layers"},
     {"pretrained"},
     {"models"},

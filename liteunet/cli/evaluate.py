@@ -41,9 +41,32 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--min-input-size", type=int,
         help="zero-pad images smaller than this before the model (default: stored with the weights)",
     )
+    p.add_argument(
+        "--rescale", type=float, default=1.0, metavar="FACTOR",
+        help="resize every image and its points by FACTOR first (e.g. 0.5 or 2: the model at another magnification)",
+    )
+    p.add_argument(
+        "--object-size", metavar="auto|PX",
+        help="bring images to the object size the weights were trained at before the model: 'auto' estimates "
+        "each image's typical object diameter, a number gives it in pixels (as liteunet localize --object-size)",
+    )
+    p.add_argument("--max-images", type=int, metavar="N", help="score at most N images per set, evenly spaced (quick checks)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=run)
     return p
+
+
+def parse_object_size(value: str | None) -> float | str | None:
+    """``--object-size``: ``"auto"``, a positive number of pixels, or ``None``; a clear error otherwise."""
+    if value is None or value == "auto":
+        return value
+    try:
+        size = float(value)
+    except ValueError:
+        size = float("nan")
+    if not size > 0 or size == float("inf"):
+        raise ValueError(f"--object-size must be 'auto' or a positive number of pixels, got {value!r}")
+    return size
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,12 +90,31 @@ def run(args: argparse.Namespace) -> int:
         )
 
     settings = {name: settings_for(name) for name in args.datasets}  # fail on a bad name before any work
+    object_size = parse_object_size(args.object_size)
+
+    def trained_size(name: str) -> float | None:  # with --tuned-for, that set's own size when stored
+        tuned_for = split_label(name) if args.tuned_for == "each" else args.tuned_for
+        return resolve_settings(stored, tuned_for=tuned_for).get("object_size")
+
+    if object_size is not None and not all(trained_size(name) for name in args.datasets):
+        raise ValueError(
+            f"--object-size {args.object_size}: the weights of {args.model} do not record the object size they were "
+            "trained at (config.json localization.object_size); add it with "
+            "`python -m liteunet.release WEIGHTS_FOLDER --object-size-only`"
+        )
+    if not args.rescale > 0:
+        raise ValueError(f"--rescale must be a positive number, got {args.rescale}")
     device = resolve_device(args.device)
     model.to(device)
     for name in args.datasets:
         split = args.split or ("all" if Path(name).is_dir() else "validation")
+        samples = load_split(name, split)
+        if args.max_images and len(samples) > args.max_images:
+            n = args.max_images
+            samples = [samples[round(i * (len(samples) - 1) / (n - 1 or 1))] for i in range(n)]
         report = evaluate(
-            model, load_split(name, split), settings[name], dataset=split_label(name), device=device, tta=args.tta
+            model, samples, settings[name], dataset=split_label(name), device=device, tta=args.tta,
+            rescale=args.rescale, object_size=object_size, trained_object_size=trained_size(name),
         )
         if args.tuned_for:
             report.summary["tuned_for"] = split_label(name) if args.tuned_for == "each" else args.tuned_for
@@ -80,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
         s = report.summary
         how = ([f"tta {args.tta}"] if args.tta else []) + (
             [f"settings tuned for {s['tuned_for']}"] if "tuned_for" in s else []
-        )
+        ) + ([f"rescaled {args.rescale:g}x"] if args.rescale != 1.0 else []) + (
+            [f"object size {args.object_size} (model scale median {s['model_scale_median']:.3g})"] if object_size is not None else []
+        ) + ([f"{len(samples)} images"] if args.max_images else [])
         print(
             f"{split_label(name)}/{split}{' (' + ', '.join(how) + ')' if how else ''}: F1@5 {s['f1@5']:.3f}  F1@10 {s['f1@10']:.3f}  "
             f"P@10 {s['precision@10']:.3f}  R@10 {s['recall@10']:.3f}  MAE {s['mae']:.2f}  RMSE {s['rmse']:.2f}"

@@ -83,4 +83,6 @@ def run(args: argparse.Namespace) -> int:
             tuned = stored.get("tuned_for") or {}
             if tuned:
                 print(f"tuned_for:    {', '.join(f'{name} ({pair(entry)})' for name, entry in tuned.items())}")
+            if stored.get("object_size"):
+                print(f"object size:  {stored['object_size']} px on the training images (--object-size auto rescales to it)")
     return 0

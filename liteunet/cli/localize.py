@@ -18,6 +18,7 @@ SLIDE_BACKENDS = ("openslide", "tiffslide", "tifffile")  # liteunet.wsi.BACKENDS
 VENDOR_SUFFIXES = (".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide")
 
 from .. import outputs  # standard library only: --help stays fast
+from .evaluate import parse_object_size
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -100,6 +101,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--scale", type=float, help="resize factor before the model")
     p.add_argument("--mpp", type=float, help="microns per pixel of the inputs (instead of --scale)")
+    p.add_argument(
+        "--object-size", metavar="auto|PX",
+        help="typical object (nucleus) diameter in the inputs, in pixels, or 'auto' to estimate it in each image: "
+        "images are resized to the object size the weights were trained at (instead of --scale / --mpp)",
+    )
     p.add_argument("--level", type=int, default=0, help="pyramid level of TIFF slides (default 0)")
     p.add_argument(
         "--normalize",
@@ -249,7 +255,10 @@ def run(args: argparse.Namespace) -> int:
     unknown = [f for f in formats if f not in io_formats.POINT_FORMATS]
     if unknown or not formats:
         raise ValueError(f"--format: unknown {unknown or text!r}; use csv, json, geojson")
+    object_size = parse_object_size(getattr(args, "object_size", None))
     if slides:
+        if object_size is not None:
+            raise ValueError("--object-size applies to images; whole slides (--wsi) are scaled by --mpp or --scale")
         return _run_slides(args, formats)
     formats = list(dict.fromkeys(formats))
     out_dir = Path(args.out_dir)
@@ -279,6 +288,7 @@ def run(args: argparse.Namespace) -> int:
         percentiles=tuple(args.percentiles),
         scale=args.scale,
         mpp=args.mpp,
+        object_size=object_size,
         level=args.level,
         return_map=args.heatmap,
         map_max_side=io_formats.MAX_PNG_SIDE if args.heatmap else None,

@@ -37,6 +37,7 @@ from .._version import __version__
 from .._device import resolve_device
 from ..data.io import match_channels
 from ..inference import OnnxModel, TestTimeAugmentation, prepare_model
+from ..object_size import SCALE_LIMITS, estimate_object_size_regions, scale_to_trained
 from ..points import suppress_close_points
 from ..pretrained import load_localization_settings, resolve_settings
 from ..slides import TiffImage
@@ -102,6 +103,10 @@ class Localizer:
         self.batch_size = opts.batch_size if opts.batch_size is not None else default_batch
         self.normalize = opts.normalize or str(stored.get("normalize", "auto"))
         self.percentiles = opts.percentiles
+        #: The object size the weights were trained at (``localization.object_size``), or None.
+        #: With ``tuned_for``, that set's own size when the weights store one.
+        self.trained_object_size: float | None = chosen.get("object_size")
+        self.object_size = opts.object_size
         self.scale = self._scale(opts, stored, module)
         self.level = opts.level
         self.return_map = opts.return_map
@@ -170,6 +175,15 @@ class Localizer:
         return fit_tile(n, self.tile_size, self.overlap, self.size_divisor) if self.fit_tiles else self.tile_size
 
     def _scale(self, opts: LocalizationOptions, stored: dict[str, Any], module: nn.Module) -> float:
+        if opts.object_size is not None:
+            if not self.trained_object_size:
+                raise ValueError(
+                    f"object_size={opts.object_size!r} given, but the weights of {self.model_name} do not record "
+                    "the object size they were trained at (config.json localization.object_size; add it with "
+                    "`python -m liteunet.release WEIGHTS_FOLDER --object-size-only --tag TAG`); pass scale= instead"
+                )
+            # "auto": estimated in each image (scale_for); a number: one scale for all.
+            return 1.0 if opts.object_size == "auto" else float(self.trained_object_size) / float(opts.object_size)
         if opts.mpp is None:
             return float(opts.scale) if opts.scale is not None else 1.0
         model_mpp = stored.get("mpp") or (getattr(module, "pretrained_cfg", None) or {}).get("mpp")
@@ -203,6 +217,32 @@ class Localizer:
             )
         return TestTimeAugmentation(runner, self.tta) if self.tta else runner
 
+    def scale_for(self, src: Any, name: str) -> tuple[float, dict[str, Any]]:
+        """The scale to localize an opened image at, and what to record about its object size.
+
+        With ``object_size="auto"`` the typical object diameter is estimated on the image as read
+        (at most nine 512-px regions of a large one), and the scale brings it to the trained size,
+        kept within :data:`~liteunet.object_size.SCALE_LIMITS` (outside them the estimate is not
+        trusted; a warning says so).
+        """
+        if self.object_size is None:
+            return self.scale, {}
+        record: dict[str, Any] = {"object_size_trained": float(self.trained_object_size or 0.0)}
+        if self.object_size != "auto":
+            return self.scale, {**record, "object_size": float(self.object_size)}
+        h, w = src.shape[:2]
+        size = estimate_object_size_regions(src.read_region, (h, w))
+        scale, clipped = scale_to_trained(size, float(self.trained_object_size))  # type: ignore[arg-type]
+        record["object_size"] = "auto"
+        record["object_size_estimated"] = round(size, 3) if size == size else None
+        if clipped:
+            found = f"estimated {size:.1f} px against {self.trained_object_size} px trained" if size == size else "found no objects to measure"
+            warnings.warn(
+                f"{name}: object_size='auto' {found}; localized at scale {scale:.3g} (the scale is kept within "
+                f"{SCALE_LIMITS[0]} to {SCALE_LIMITS[1]}; pass object_size= or scale= to override)", RuntimeWarning, stacklevel=4,
+            )
+        return scale, record
+
     @property
     def settings(self) -> dict[str, Any]:
         """What every result records in ``settings``."""
@@ -215,6 +255,7 @@ class Localizer:
             "tile_size": self.tile_size,
             "overlap": self.overlap,
             "scale": self.scale,
+            **({"object_size": self.object_size} if self.object_size is not None else {}),
             "level": self.level,
             "normalize": self.normalize,
             "percentiles": list(self.percentiles),
@@ -282,12 +323,13 @@ class Localizer:
         # Fail on an impossible channel conversion before any work.
         match_channels(np.zeros((1, 1, chans), np.float32), self.in_chans)
         norm = region_normalizer(src, self.normalize, self.percentiles)
+        scale, size_record = self.scale_for(src, name)
 
         def read(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
             return match_channels(norm(src.read_region(y0, y1, x0, x1)), self.in_chans)
 
-        if self.scale != 1.0:
-            read, h, w = self._rescaled(read, h, w, name)
+        if scale != 1.0:
+            read, h, w = self._rescaled(read, h, w, name, scale)
 
         rows, cols = (axis_tiles(n, self.tile_for(n), self.overlap, self.size_divisor) for n in (h, w))
         n_tiles = len(rows) * len(cols)
@@ -355,10 +397,10 @@ class Localizer:
 
         # Back to input pixels: undo the scale and the pyramid level (pixel centres map to centres).
         sy, sx = src.downsample
-        fx, fy = sx / self.scale, sy / self.scale
+        fx, fy = sx / scale, sy / scale
         xy = np.stack([(xy[:, 0] + 0.5) * fx - 0.5, (xy[:, 1] + 0.5) * fy - 0.5], axis=1)
         h0, w0 = src.level_shapes[0] if isinstance(src, TiffImage) else src.shape[:2]
-        settings = self.settings
+        settings = {**self.settings, "scale": scale, **size_record}
         return LocalizationResult(
             xy=np.ascontiguousarray(xy, dtype=np.float32).reshape(-1, 2),
             # The map regresses Gaussians of height 1 (MSE): a peak may overshoot it; a score
@@ -370,7 +412,7 @@ class Localizer:
             label_names=self.label_names or ("cell",),
             settings=settings,
             location_map=full_map,
-            map_scale=1.0 / (k * fx) if full_map is not None else self.scale / sx,
+            map_scale=1.0 / (k * fx) if full_map is not None else scale / sx,
         )
 
     def _map_downsample(self, h: int, w: int) -> int:
@@ -379,9 +421,9 @@ class Localizer:
             k = max(k, math.ceil(max(h, w) / self.map_max_side))
         return k
 
-    def _rescaled(self, read: Callable, h: int, w: int, name: str) -> tuple[Callable, int, int]:
+    def _rescaled(self, read: Callable, h: int, w: int, name: str, scale: float) -> tuple[Callable, int, int]:
         """Resize the whole normalized image by ``scale``; returns a reader of the result."""
-        nh, nw = max(1, round(h * self.scale)), max(1, round(w * self.scale))
+        nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
         check_memory(
             4 * self.in_chans * (h * w + nh * nw),
             f"resizing {name} to {nh}x{nw}",
@@ -390,7 +432,7 @@ class Localizer:
         img = torch.from_numpy(np.ascontiguousarray(read(0, h, 0, w).transpose(2, 0, 1)))[None]
         img = (
             torch.nn.functional.interpolate(
-                img, size=(nh, nw), mode="bilinear", align_corners=False, antialias=self.scale < 1
+                img, size=(nh, nw), mode="bilinear", align_corners=False, antialias=scale < 1
             )[0]
             .numpy()
             .transpose(1, 2, 0)
@@ -441,7 +483,7 @@ def localize(
         options: a :class:`~liteunet.localization.options.LocalizationOptions` to start from.
         **kwargs: the options, by name: ``device``, ``threshold``, ``min_distance``,
             ``tile_size``, ``overlap``, ``batch_size``, ``precision``, ``channels_last``,
-            ``compile``, ``normalize``, ``percentiles``, ``scale``, ``mpp``, ``level``,
+            ``compile``, ``normalize``, ``percentiles``, ``scale``, ``mpp``, ``object_size``, ``level``,
             ``return_map``, ``map_max_side``, ``subpixel``, ``fuse``, ``tta``, ``tuned_for``,
             ``max_pixels``, ``progress``; each is documented in
             :class:`~liteunet.localization.options.LocalizationOptions`.

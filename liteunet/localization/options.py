@@ -73,6 +73,11 @@ class LocalizationOptions:
             model); points come back in input pixels.
         mpp: microns per pixel of the input, instead of ``scale``: ``scale = mpp / model_mpp``
             with the ``mpp`` stored with the weights.
+        object_size: the typical object (nucleus) diameter in the input, in pixels, instead of
+            ``scale``: ``scale = trained / object_size`` with the object size stored with the
+            weights (``localization.object_size``); ``"auto"`` estimates it in each image
+            (:func:`liteunet.object_size.estimate_object_size`, the estimator the stored size was
+            measured with). Each result's ``settings`` records the size and the scale used.
         level: pyramid level of TIFF inputs (0 = full resolution); points come back in level-0
             pixels.
         return_map: keep the location map in each result: ``True`` at full (model) resolution,
@@ -128,6 +133,7 @@ class LocalizationOptions:
     percentiles: tuple[float, float] = (1.0, 99.8)
     scale: float | None = None
     mpp: float | None = None
+    object_size: float | str | None = None
     level: int = 0
     return_map: bool | int = False
     map_max_side: int | None = None
@@ -159,8 +165,14 @@ class LocalizationOptions:
         if not 0.0 <= pmin < pmax <= 100.0:
             raise ValueError(f"need 0 <= pmin < pmax <= 100, got percentiles={self.percentiles}")
         set_("percentiles", (pmin, pmax))
-        if self.scale is not None and self.mpp is not None:
-            raise ValueError("give scale or mpp, not both")
+        given = [name for name in ("scale", "mpp", "object_size") if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of scale, mpp and object_size, not {' and '.join(given)}")
+        size = self.object_size
+        if size is not None and size != "auto" and not (
+            isinstance(size, numbers.Real) and not isinstance(size, bool) and math.isfinite(size) and size > 0
+        ):
+            raise ValueError(f"object_size must be 'auto' or a positive number (pixels), got {size!r}")
         if self.scale is not None and not (isinstance(self.scale, numbers.Real) and math.isfinite(self.scale) and self.scale > 0):
             raise ValueError(f"scale must be a positive number, got {self.scale!r}")
         if self.mpp is not None and not (isinstance(self.mpp, numbers.Real) and math.isfinite(self.mpp) and self.mpp > 0):

@@ -117,6 +117,12 @@ class LocalizationResult:
             where = ", ".join(f"{k} {weights[k]}" for k in ("revision", "file") if k in weights)
             parts.append(f"weights {weights.get('name')}" + (f" ({where})" if where else ""))
         parts += [f"{k} {s[k]}" for k in ("threshold", "min_distance", "tta", "tuned_for", "precision") if s.get(k) is not None]
+        if s.get("object_size") is not None:
+            size = s.get("object_size_estimated") if s["object_size"] == "auto" else s["object_size"]
+            how = "estimated " if s["object_size"] == "auto" else ""
+            parts.append(f"object size {how}{size} px (trained {s.get('object_size_trained')} px)")
+        if s.get("scale") not in (None, 1.0):
+            parts.append(f"scale {s['scale']:.4g}")
         return "; ".join(parts)
 
     def summary(self) -> dict[str, Any]:

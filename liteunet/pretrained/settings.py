@@ -1,7 +1,9 @@
 """Localization settings stored with the weights, and the one rule that resolves them.
 
 A weights folder's ``config.json`` may carry a ``"localization"`` dict (``threshold``,
-``min_distance``, ``sigma``, per-mode ``tta`` entries, per-data-set ``tuned_for`` entries) and an
+``min_distance``, ``sigma``, per-mode ``tta`` entries, per-data-set ``tuned_for`` entries,
+``object_size``: the typical object diameter in pixels on the training images, measured with
+:func:`liteunet.object_size.estimate_object_size`, and ``mpp`` where known) and an
 ``"inference"`` dict (the precision guard). This module reads and checks them;
 :func:`resolve_settings` decides which apply.
 
@@ -122,6 +124,10 @@ def checked_settings(config: dict[str, Any], where: Path | str | None) -> dict[s
         isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or sigma <= 0
     ):
         problems.append(f"sigma must be a number > 0 (pixels), got {sigma!r}")
+    for name in ("object_size", "mpp"):
+        value = settings.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+            problems.append(f"{name} must be a number > 0, got {value!r}")
     if problems:
         raise PretrainedWeightsError(f"{where}: bad 'localization' settings: {'; '.join(problems)}")
     return settings
