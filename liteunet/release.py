@@ -56,7 +56,7 @@ __all__ = [
 
 #: Keys of a config's "localization" that describe the input the weights expect, not how peaks
 #: are picked: kept when the peak settings are re-tuned.
-INPUT_KEYS = ("normalize", "object_size", "mpp")
+INPUT_KEYS = ("normalize", "object_size", "object_size_by_dataset", "mpp")
 
 
 def finalize_weights(
