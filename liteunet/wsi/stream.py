@@ -80,6 +80,14 @@ class PointStream:
             return None
         return done.get("summary")
 
+    def checkpoint_state(self) -> dict | None:
+        """The last checkpoint's state, when it was made with this signature, without opening the files."""
+        try:
+            saved = json.loads(self.progress_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return saved.get("state") if saved.get("signature") == self.signature else None
+
     def resume(self) -> dict | None:
         """Open the part files; returns the last checkpoint's state, or ``None`` to start afresh."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
