@@ -348,3 +348,20 @@ def test_huge_slide_split_into_regions_on_dask_with_progress(slides, tmp_path):
             assert (tmp_path / "dask" / f"{stem}{suffix}").read_bytes() == (tmp_path / "here" / f"{stem}{suffix}").read_bytes()
         assert not (tmp_path / "dask" / f"{stem}.regions").exists()
     assert {s[0] for s in seen} == {"s40", "t20"}
+
+
+def test_one_writer_per_slide(slides, tmp_path):
+    # A second writer of a slide's outputs (a worker of a killed Dask run still finishing it)
+    # waits for the first; when that one finished the slide, the second finds it done.
+    from liteunet.wsi.stream import PointStream
+
+    fcntl = pytest.importorskip("fcntl")
+    holder = open(tmp_path / "t20.lock", "a+b")
+    fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
+    stream = PointStream(tmp_path, "t20", ("cell",), ("csv",), {})
+    with pytest.raises(TimeoutError, match="another process is writing"):
+        stream.lock(wait=0.3)
+    holder.close()
+    loc = localizer()
+    first = localize_slide(slides["tif20"], tmp_path, loc, model_mpp=0.5)
+    assert first["status"] == "ok" and not (tmp_path / "t20.lock").exists()

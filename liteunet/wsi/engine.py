@@ -291,7 +291,15 @@ def stream_bands(
     stream = PointStream(Path(job["out_dir"]), job["stem"], names, tuple(job["formats"]), job["signature"])
     rows, active, plan = job["rows"], job["active"], job["plan"]
     total = sum(map(len, active))
-    state = stream.resume() or {"band": 0, "pending": [], "counts": {}}
+    stream.lock()  # one writer per slide; then the slide may have been finished while we waited
+    if (done_before := stream.finished()) is not None:
+        stream.close()
+        return {**done_before, "status": "done before"}
+    try:
+        state = stream.resume() or {"band": 0, "pending": [], "counts": {}}
+    except BaseException:
+        stream.close()
+        raise
     band0 = state["band"]
     pending = _points_from(state["pending"])
     counts: dict[str, int] = dict(state["counts"])
@@ -337,7 +345,11 @@ def stream_bands(
         "tiles": len(rows) * len(job["cols"]), "tiles_run": total, "regions": job.get("regions", 1),
         "seconds": round(time.time() - job["started"], 2), "error": "",
     }
-    stream.finish(summary)
+    try:
+        stream.finish(summary)
+    except BaseException:
+        stream.close()
+        raise
     return summary
 
 
