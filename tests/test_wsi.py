@@ -201,21 +201,28 @@ def test_cohort_reports_a_bad_slide_and_skips_finished_ones(slides, tmp_path):
     assert sorted(r["status"] for r in again) == ["done before"] * 3 + ["failed"]
 
 
-def test_cli_slide_folder_on_a_dask_local_cluster(slides, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    """A small random Lite-UNet saved as a weights folder (fast)."""
+    import timm
+
+    import liteunet
+
+    weights = tmp_path_factory.mktemp("tiny")
+    torch.manual_seed(0)
+    timm.models.save_for_hf(liteunet.create_model("lite_unet", widths=(8, 8, 16, 16, 16)).eval(), weights,
+                            model_args={"widths": [8, 8, 16, 16, 16]}, safe_serialization=True)
+    return weights
+
+
+def test_cli_slide_folder_on_a_dask_local_cluster(slides, tmp_path, capsys, tiny_weights):
     # The issue's command: a folder of svs, tiff and ome.tiff slides, 2 Dask worker processes.
     pytest.importorskip("distributed")
     folder = tmp_path / "slides"
     folder.mkdir()
     for p in slides.values():
         os.symlink(p, folder / Path(p).name)
-    import timm
-
-    import liteunet
-
-    weights = tmp_path / "tiny"  # a small random Lite-UNet saved as a weights folder (fast)
-    torch.manual_seed(0)
-    timm.models.save_for_hf(liteunet.create_model("lite_unet", widths=(8, 8, 16, 16, 16)).eval(), weights,
-                            model_args={"widths": [8, 8, 16, 16, 16]}, safe_serialization=True)
+    weights = tiny_weights
     out, here = tmp_path / "out", tmp_path / "here"
     common = ["--model", str(weights), "--model-mpp", "0.5", "--device", "cpu", "--threshold", "0.5"]
     assert main(["localize", str(folder), "-o", str(here), "--wsi", *common]) == 0  # in this process
@@ -365,3 +372,24 @@ def test_one_writer_per_slide(slides, tmp_path):
     loc = localizer()
     first = localize_slide(slides["tif20"], tmp_path, loc, model_mpp=0.5)
     assert first["status"] == "ok" and not (tmp_path / "t20.lock").exists()
+
+
+def test_cli_scheduler_address_of_a_running_cluster(slides, tmp_path, capsys, tiny_weights):
+    # --scheduler ADDRESS: the command submits to a cluster started elsewhere (here thread
+    # workers of this process, reached over TCP as a SLURM or Kubernetes cluster would be).
+    distributed = pytest.importorskip("distributed")
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    os.symlink(slides["tif20"], folder / "t20.tiff")
+    (folder / "broken.svs").write_bytes(b"not a slide")
+    out = tmp_path / "out"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp",
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        args = ["localize", str(folder), "-o", str(out), "--scheduler", cluster.scheduler_address,
+                "--model-mpp", "0.5", "--device", "cpu", "--model", str(tiny_weights), "--threshold", "0.5"]
+        assert main(args) == 1  # the broken slide failed, the other is done
+    err = capsys.readouterr().err
+    assert "broken.svs" in err and "no slide reader" in err
+    rows = {Path(r["image"]).name: r for r in csv.DictReader(open(out / "summary.csv"))}
+    assert rows["t20.tiff"]["status"] == "ok" and rows["broken.svs"]["status"] == "failed"
+    assert (out / "t20.csv").exists() and (out / "broken.error.txt").exists()
