@@ -17,7 +17,13 @@ what a slide needs besides:
    kept once; the band above is then final and written (:class:`~liteunet.wsi.stream.PointStream`).
    Memory holds one band, whatever the size of the slide and the number of cells.
 4. **Resume.** After each band the outputs are flushed and checkpointed; the same call after a
-   crash continues from the last band and writes byte-identical files.
+   crash continues from the last band and writes byte-identical files. One process writes a
+   slide at a time (a lock on ``<stem>.lock``).
+
+The steps are separate functions so that a huge slide can be split: :func:`prepare_slide` (1, 2
+and the tile grid: a picklable *job*), :func:`band_reader` (the model on one band's tiles) and
+:func:`stream_bands` (the merge and the outputs, 3 and 4), which :mod:`liteunet.wsi.regions`
+feeds from regions run elsewhere.
 
 Points are ``(x, y)`` in level-0 pixels, ``(0, 0)`` the centre of the top-left pixel (CSV), and
 the top-left corner in the GeoJSON (QuPath's convention).
