@@ -243,16 +243,15 @@ def test_cli_slide_folder_on_a_dask_local_cluster(slides, tmp_path, capsys, tiny
     assert "3 of 3 slide(s)" in capsys.readouterr().out
 
 
-def test_no_level_at_the_model_scale_reads_the_closest_and_resamples(tissue, tmp_path):
+def test_no_level_at_the_model_scale_reads_the_closest_and_resamples(slides, tissue, tmp_path):
     # Slides of one level only: 40x (0.25 um/px) and 0.3 um/px (a scanner's odd 33x), for a
     # model at 0.5 um/px: level 0 is read and resampled (factor 0.5 and 0.6), and the cells are
     # those of the 20x slide. Measured on this canvas (160 cells at 20x): 159 and 158 matched
     # within 1 px of the 20x points (in 20x pixels), median distance 0.02 and 0.16 px.
     canvas, big = tissue
     loc = localizer()
-    ref = write_slide(tmp_path / "ref20.tiff", canvas, 0.5)
-    localize_slide(ref, tmp_path, loc, model_mpp=0.5)
-    ref_pts = read_points(tmp_path / "ref20.csv")
+    localize_slide(slides["tif20"], tmp_path, loc, model_mpp=0.5)
+    ref_pts = read_points(tmp_path / "t20.csv")
     odd = np.asarray(Image.fromarray(canvas).resize((1707, 1707), Image.BICUBIC))
     for name, image, mpp, factor in (("only40", big, 0.25, 0.5), ("only30", odd, 0.3, 0.6)):
         path = write_slide(tmp_path / f"{name}.tiff", image, mpp, levels=1)
