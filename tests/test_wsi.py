@@ -201,30 +201,194 @@ def test_cohort_reports_a_bad_slide_and_skips_finished_ones(slides, tmp_path):
     assert sorted(r["status"] for r in again) == ["done before"] * 3 + ["failed"]
 
 
-def test_cli_slide_folder_on_a_dask_local_cluster(slides, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    """A small random Lite-UNet saved as a weights folder (fast)."""
+    import timm
+
+    import liteunet
+
+    weights = tmp_path_factory.mktemp("tiny")
+    torch.manual_seed(0)
+    timm.models.save_for_hf(liteunet.create_model("lite_unet", widths=(8, 8, 16, 16, 16)).eval(), weights,
+                            model_args={"widths": [8, 8, 16, 16, 16]}, safe_serialization=True)
+    return weights
+
+
+def test_cli_slide_folder_on_a_dask_local_cluster(slides, tmp_path, capsys, tiny_weights):
     # The issue's command: a folder of svs, tiff and ome.tiff slides, 2 Dask worker processes.
     pytest.importorskip("distributed")
     folder = tmp_path / "slides"
     folder.mkdir()
     for p in slides.values():
         os.symlink(p, folder / Path(p).name)
-    import timm
-
-    import liteunet
-
-    weights = tmp_path / "tiny"  # a small random Lite-UNet saved as a weights folder (fast)
-    torch.manual_seed(0)
-    timm.models.save_for_hf(liteunet.create_model("lite_unet", widths=(8, 8, 16, 16, 16)).eval(), weights,
-                            model_args={"widths": [8, 8, 16, 16, 16]}, safe_serialization=True)
-    out = tmp_path / "out"
-    args = ["localize", str(folder), "-o", str(out), "--workers", "2", "--model", str(weights),
-            "--model-mpp", "0.5", "--device", "cpu", "--threshold", "0.5"]
+    weights = tiny_weights
+    out, here = tmp_path / "out", tmp_path / "here"
+    common = ["--model", str(weights), "--model-mpp", "0.5", "--device", "cpu", "--threshold", "0.5"]
+    assert main(["localize", str(folder), "-o", str(here), "--wsi", *common]) == 0  # in this process
+    # Each slide is 1024 x 1024 at the model's scale: --region-size 300 cuts it into its 3 tile
+    # rows, run as separate tasks on the 2 workers and merged.
+    args = ["localize", str(folder), "-o", str(out), "--workers", "2", "--region-size", "300", *common]
     assert main(args) == 0, capsys.readouterr().err
     for stem in ("s40", "t20", "o40"):
         for suffix in (".csv", ".geojson", "_tissue.png"):
             assert (out / f"{stem}{suffix}").exists(), stem + suffix
+        for suffix in (".csv", ".geojson"):  # the regions merged = the in-process run, byte for byte
+            assert (out / f"{stem}{suffix}").read_bytes() == (here / f"{stem}{suffix}").read_bytes(), stem + suffix
     rows = list(csv.DictReader(open(out / "summary.csv")))
     assert sorted(r["status"] for r in rows) == ["ok"] * 3
     assert {int(r["level"]) for r in rows} == {0, 1}  # 40x slides read at level 1
+    assert {int(r["regions"]) for r in rows} == {3}
     assert main(args) == 0  # again: every slide finished before, skipped
     assert "3 of 3 slide(s)" in capsys.readouterr().out
+
+
+def test_no_level_at_the_model_scale_reads_the_closest_and_resamples(slides, tissue, tmp_path):
+    # Slides of one level only: 40x (0.25 um/px) and 0.3 um/px (a scanner's odd 33x), for a
+    # model at 0.5 um/px: level 0 is read and resampled (factor 0.5 and 0.6), and the cells are
+    # those of the 20x slide. Measured on this canvas (160 cells at 20x): 159 and 158 matched
+    # within 1 px of the 20x points (in 20x pixels), median distance 0.02 and 0.16 px.
+    canvas, big = tissue
+    loc = localizer()
+    localize_slide(slides["tif20"], tmp_path, loc, model_mpp=0.5)
+    ref_pts = read_points(tmp_path / "t20.csv")
+    odd = np.asarray(Image.fromarray(canvas).resize((1707, 1707), Image.BICUBIC))
+    for name, image, mpp, factor in (("only40", big, 0.25, 0.5), ("only30", odd, 0.3, 0.6)):
+        path = write_slide(tmp_path / f"{name}.tiff", image, mpp, levels=1)
+        with open_slide(path) as slide:
+            assert len(slide.level_shapes) == 1
+            plan = plan_scale(slide, model_mpp=0.5)
+        assert plan["level"] == 0 and plan["factor"] == pytest.approx(factor) and plan["shape"] == (1024, 1024)
+        row = localize_slide(path, tmp_path, loc, model_mpp=0.5)
+        assert row["level"] == 0 and row["scale"] == pytest.approx(factor)
+        pts = (read_points(tmp_path / f"{name}.csv") + 0.5) * (mpp / 0.5) - 0.5  # level-0 pixels -> 20x pixels
+        assert abs(len(pts) - len(ref_pts)) <= 0.02 * len(ref_pts), name
+        assert matched(pts, ref_pts, 1.0) >= 0.98 * len(ref_pts), name
+        d = cdist(pts, ref_pts).min(axis=1)
+        assert np.median(d) < 0.3, name
+
+
+def test_slide_without_a_scale_is_an_error_naming_the_options(slides, tmp_path, capsys):
+    # Weights that record no microns per pixel (as the bundled ones) and no --model-mpp / --scale:
+    # the slide fails with a message that names the options; nothing is guessed.
+    from liteunet.wsi import localize_slides
+
+    rows = localize_slides([slides["tif20"]], tmp_path, DarkBlobs(), progress=False)
+    assert rows[0]["status"] == "failed"
+    for option in ("--model-mpp", "--scale"):
+        assert option in rows[0]["error"]
+    assert not (tmp_path / "t20.csv").exists()
+
+
+def test_regions_merge_into_the_in_process_output_and_resume(slides, tmp_path):
+    # A slide cut into regions of whole tile rows (here 5 regions of one band each), run one by
+    # one and merged: the CSV and GeoJSON are those of one in-process run, byte for byte. An
+    # interrupted merge resumes: only the regions after its checkpoint run again.
+    from liteunet.wsi.regions import merge_regions, plan_regions, run_region
+
+    loc = localizer(tile_size=256, overlap=64)
+    localize_slide(slides["svs40"], tmp_path / "whole", loc, model_mpp=0.5)
+    out = tmp_path / "regions"
+    job, regions = plan_regions(slides["svs40"], out, loc, region_size=300, model_mpp=0.5)
+    assert len(regions) == job["regions"] == len(job["rows"]) == 5
+    for b0, b1 in regions:
+        run_region(job, loc, b0, b1)
+
+    def stop(done, total):
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        merge_regions(job, loc, regions, callback=stop)
+    assert not (out / "s40.csv").exists()
+    job, left = plan_regions(slides["svs40"], out, loc, region_size=300, model_mpp=0.5)
+    assert left == regions[3:]
+    assert all(run_region(job, loc, b0, b1)["cached"] for b0, b1 in left)
+    row = merge_regions(job, loc, left)
+    assert row["status"] == "ok" and row["regions"] == 5 and not (out / "s40.regions").exists()
+    for suffix in (".csv", ".geojson"):
+        assert (out / f"s40{suffix}").read_bytes() == (tmp_path / "whole" / f"s40{suffix}").read_bytes()
+
+
+def test_progress_with_time_left_per_slide_and_for_the_batch(slides, tmp_path, capsys):
+    from liteunet import LocalizationOptions
+    from liteunet.wsi import localize_slides
+
+    seen = []
+    opts = LocalizationOptions(device="cpu", **SETTINGS)
+    rows = localize_slides([slides["tif20"], slides["svs40"]], tmp_path, DarkBlobs(), options=opts, model_mpp=0.5,
+                           on_progress=lambda *a: seen.append(a))
+    err = capsys.readouterr().err
+    for row in rows:
+        stem = Path(row["image"]).name.split(".")[0]
+        mine = [s for s in seen if s[0] == stem]
+        assert mine[-1] == (stem, row["tiles_run"], row["tiles_run"]) and len(mine) > 1
+        assert f"{stem}:" in err  # its tile bar
+    assert "slides: 100%" in err and "2/2" in err
+    assert "<" in err and "tile/s" in err  # elapsed<left, and the rate the time left comes from
+
+
+def test_huge_slide_split_into_regions_on_dask_with_progress(slides, tmp_path):
+    # Slides (1024 x 1024 at the model's scale) cut into regions of one tile row, run as Dask
+    # tasks on 2 workers and merged: the outputs of an in-process run, byte for byte; the
+    # workers' progress reaches the client. (Thread workers, to start fast; the command-line
+    # test below runs regions on 2 worker processes.)
+    distributed = pytest.importorskip("distributed")
+
+    from liteunet import LocalizationOptions
+    from liteunet.wsi import localize_slides
+
+    opts = LocalizationOptions(device="cpu", tile_size=256, overlap=64, **SETTINGS)
+    inputs = [slides["svs40"], slides["tif20"]]
+    here = localize_slides(inputs, tmp_path / "here", DarkBlobs(), options=opts, model_mpp=0.5, progress=False)
+    seen = []
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            there = localize_slides(inputs, tmp_path / "dask", DarkBlobs(), options=opts, client=client,
+                                    region_size=300, model_mpp=0.5, progress=False,
+                                    on_progress=lambda *a: seen.append(a))
+    assert [r["status"] for r in there] == ["ok", "ok"] and [r["regions"] for r in there] == [5, 5]
+    assert [r["regions"] for r in here] == [1, 1]
+    for stem in ("s40", "t20"):
+        for suffix in (".csv", ".geojson"):
+            assert (tmp_path / "dask" / f"{stem}{suffix}").read_bytes() == (tmp_path / "here" / f"{stem}{suffix}").read_bytes()
+        assert not (tmp_path / "dask" / f"{stem}.regions").exists()
+    assert {s[0] for s in seen} == {"s40", "t20"}
+
+
+def test_one_writer_per_slide(slides, tmp_path):
+    # A second writer of a slide's outputs (a worker of a killed Dask run still finishing it)
+    # waits for the first; when that one finished the slide, the second finds it done.
+    from liteunet.wsi.stream import PointStream
+
+    fcntl = pytest.importorskip("fcntl")
+    holder = open(tmp_path / "t20.lock", "a+b")
+    fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
+    stream = PointStream(tmp_path, "t20", ("cell",), ("csv",), {})
+    with pytest.raises(TimeoutError, match="another process is writing"):
+        stream.lock(wait=0.3)
+    holder.close()
+    loc = localizer()
+    first = localize_slide(slides["tif20"], tmp_path, loc, model_mpp=0.5)
+    assert first["status"] == "ok" and not (tmp_path / "t20.lock").exists()
+
+
+def test_cli_scheduler_address_of_a_running_cluster(slides, tmp_path, capsys, tiny_weights):
+    # --scheduler ADDRESS: the command submits to a cluster started elsewhere (here thread
+    # workers of this process, reached over TCP as a SLURM or Kubernetes cluster would be).
+    distributed = pytest.importorskip("distributed")
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    os.symlink(slides["tif20"], folder / "t20.tiff")
+    (folder / "broken.svs").write_bytes(b"not a slide")
+    out = tmp_path / "out"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp",
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        args = ["localize", str(folder), "-o", str(out), "--scheduler", cluster.scheduler_address,
+                "--model-mpp", "0.5", "--device", "cpu", "--model", str(tiny_weights), "--threshold", "0.5"]
+        assert main(args) == 1  # the broken slide failed, the other is done
+    err = capsys.readouterr().err
+    assert "broken.svs" in err and "no slide reader" in err
+    rows = {Path(r["image"]).name: r for r in csv.DictReader(open(out / "summary.csv"))}
+    assert rows["t20.tiff"]["status"] == "ok" and rows["broken.svs"]["status"] == "failed"
+    assert (out / "t20.csv").exists() and (out / "broken.error.txt").exists()

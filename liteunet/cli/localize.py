@@ -134,6 +134,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     wsi.add_argument("--scheduler", metavar="ADDRESS", help="run slides on an existing Dask cluster (tcp://host:8786)")
     wsi.add_argument("--threads", type=int, help="torch threads per slide task (default 1 per local worker)")
     wsi.add_argument(
+        "--region-size", type=int, default=8192, metavar="PIXELS",
+        help="on Dask, cut a slide larger than PIXELS x PIXELS at the model's scale into regions of whole "
+        "tile rows that run as separate tasks and merge into the same outputs (default 8192; 0: never)",
+    )
+    wsi.add_argument(
         "--model-mpp", type=float,
         help="microns per pixel the model was trained at, when its weights do not record it (e.g. 0.5)",
     )
@@ -164,7 +169,8 @@ def _run_slides(args: argparse.Namespace, formats: list[str]) -> int:
     )
     rows = localize_slides(
         list(args.inputs), args.out_dir, args.model, options=options, workers=args.workers,
-        scheduler=args.scheduler, threads_per_worker=args.threads, mpp=args.mpp, model_mpp=args.model_mpp,
+        scheduler=args.scheduler, threads_per_worker=args.threads, region_size=args.region_size or None,
+        mpp=args.mpp, model_mpp=args.model_mpp,
         scale=args.scale, tissue=not args.no_tissue_mask, formats=tuple(formats), backend=args.slide_backend,
     )
     failed = [r for r in rows if r.get("status") == "failed"]

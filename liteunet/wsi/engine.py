@@ -17,7 +17,13 @@ what a slide needs besides:
    kept once; the band above is then final and written (:class:`~liteunet.wsi.stream.PointStream`).
    Memory holds one band, whatever the size of the slide and the number of cells.
 4. **Resume.** After each band the outputs are flushed and checkpointed; the same call after a
-   crash continues from the last band and writes byte-identical files.
+   crash continues from the last band and writes byte-identical files. One process writes a
+   slide at a time (a lock on ``<stem>.lock``).
+
+The steps are separate functions so that a huge slide can be split: :func:`prepare_slide` (1, 2
+and the tile grid: a picklable *job*), :func:`band_reader` (the model on one band's tiles) and
+:func:`stream_bands` (the merge and the outputs, 3 and 4), which :mod:`liteunet.wsi.regions`
+feeds from regions run elsewhere.
 
 Points are ``(x, y)`` in level-0 pixels, ``(0, 0)`` the centre of the top-left pixel (CSV), and
 the top-left corner in the GeoJSON (QuPath's convention).
@@ -47,10 +53,13 @@ from .reader import Slide, open_slide
 from .stream import PointStream
 from .tissue import tissue_mask, write_mask_png
 
-__all__ = ["plan_scale", "localize_slide", "slide_stem"]
+__all__ = ["band_reader", "localize_slide", "plan_scale", "prepare_slide", "slide_stem", "stream_bands"]
 
 #: Thumbnail side (pixels) the tissue mask is computed on.
 MASK_SIDE = 2048
+
+#: A band's (or tile's) peaks: ``(xy, scores, labels, owned)``, ``xy`` an ``(N, 2)`` array of ``(x, y)``.
+Points = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def slide_stem(path: str | os.PathLike) -> str:
@@ -160,6 +169,196 @@ def _reader(view: Any, norm: Callable, factor: float, in_chans: int) -> Callable
     return read
 
 
+def prepare_slide(
+    slide: Slide,
+    out_dir: str | os.PathLike,
+    localizer: Localizer,
+    *,
+    mpp: float | None = None,
+    model_mpp: float | None = None,
+    scale: float | None = None,
+    tissue: bool = True,
+    formats: tuple[str, ...] = ("csv", "geojson"),
+    stem: str | None = None,
+) -> dict[str, Any]:
+    """Everything decided before a slide's tiles run: scale, tiles, tissue, the run's signature.
+
+    The result (a *job*: plain values, picklable, sent to Dask workers as is) is what
+    :func:`run_bands` and the region tasks of :mod:`liteunet.wsi.regions` work from. The tissue
+    mask is saved here as ``<stem>_tissue.png``. A slide finished before with the same signature
+    gives ``job["done"]``, its summary.
+
+    Returns:
+        ``{"path", "stem", "out_dir", "formats", "plan", "signature", "rows", "cols", "active",
+        "tissue_fraction", "tissue_mm2", "done"}``: ``rows`` / ``cols`` the tiles along each axis
+        (:func:`~liteunet.localization.tiling.axis_tiles`), ``active[band]`` the tiles of that row
+        (band) that hold tissue.
+    """
+    started = time.time()
+    path, out_dir = Path(slide.path), Path(out_dir)
+    stem = stem or slide_stem(path)
+    plan = plan_scale(slide, model_mpp if model_mpp is not None else weights_mpp(localizer), mpp, scale)
+    s = localizer.settings
+    signature = {
+        "slide": path.name, "bytes": path.stat().st_size, "plan": plan,
+        "tissue": bool(tissue), "formats": list(formats),
+        **{k: s[k] for k in ("model", "threshold", "min_distance", "tile_size", "overlap", "normalize",
+                              "percentiles", "subpixel", "precision", "tta")},
+    }
+    job: dict[str, Any] = {"path": str(path), "stem": stem, "out_dir": str(out_dir), "formats": list(formats),
+                           "plan": plan, "signature": signature, "done": None, "started": started}
+    stream = PointStream(out_dir, stem, localizer.label_names or ("cell",), tuple(formats), signature)
+    if (summary := stream.finished()) is not None:
+        job["done"] = {**summary, "status": "done before"}
+        return job
+    h0, w0 = slide.level_shapes[0]
+    # Tissue mask on a thumbnail; its pixels per level-0 pixel.
+    thumb, _ = slide.thumbnail(MASK_SIDE)
+    mask_scale = thumb.shape[1] / w0
+    mask = None
+    tissue_fraction = 1.0
+    if tissue:
+        mask = tissue_mask(thumb, min_area=max(4, round(thumb.size / 3 * 1e-4)))
+        write_mask_png(mask, out_dir / f"{stem}_tissue.png")
+        tissue_fraction = float(mask.mean())
+    mpp0 = plan["mpp"]
+    tissue_mm2 = tissue_fraction * h0 * w0 * mpp0**2 * 1e-6 if mpp0 else None
+    h, w = plan["shape"]
+    rows = axis_tiles(h, localizer.tile_for(h), localizer.overlap, localizer.size_divisor)
+    cols = axis_tiles(w, localizer.tile_for(w), localizer.overlap, localizer.size_divisor)
+    md = localizer.min_distance
+    to_mask = mask_scale / plan["scale"]  # mask pixels per model pixel
+
+    def has_tissue(r: tuple, c: tuple) -> bool:
+        if mask is None:
+            return True
+        m = 2 * md + 2
+        y0, y1 = math.floor((r[2] - m) * to_mask), math.ceil((r[3] + m) * to_mask)
+        x0, x1 = math.floor((c[2] - m) * to_mask), math.ceil((c[3] + m) * to_mask)
+        return bool(mask[max(0, y0) : max(0, y1) + 1, max(0, x0) : max(0, x1) + 1].any())
+
+    job.update(rows=[tuple(r) for r in rows], cols=[tuple(c) for c in cols],
+               active=[[k for k, c in enumerate(cols) if has_tissue(r, c)] for r in rows],
+               tissue_fraction=tissue_fraction, tissue_mm2=tissue_mm2,
+               size=(h0, w0), backend=slide.backend)
+    return job
+
+
+def band_reader(slide: Slide, job: dict, localizer: Localizer) -> Callable[..., Points]:
+    """``points(band, tick=None)``: run the model on the tissue tiles of one band, return their peaks.
+
+    ``tick(n)`` is called as each batch of ``n`` tiles finishes.
+
+    The peaks are those of :func:`~liteunet.localization.tiling.tile_peaks`, tile after tile in
+    column order, in pixels at the model's scale: a pure function of the band, whichever
+    process runs it (a slide's regions on Dask give the points of an in-process run).
+    """
+    plan = job["plan"]
+    view = slide.view(plan["level"])
+    norm = region_normalizer(view, localizer.normalize, localizer.percentiles)
+    read = _reader(view, norm, plan["factor"], localizer.in_chans)
+    rows, cols = job["rows"], job["cols"]
+    tile_h, tile_w = rows[0][1] - rows[0][0], cols[0][1] - cols[0][0]
+
+    def points(band: int, tick: Callable[[int], Any] | None = None) -> Points:
+        r, found = rows[band], []
+        active = [cols[k] for k in job["active"][band]]
+        for i in range(0, len(active), localizer.batch_size):
+            batch = active[i : i + localizer.batch_size]
+            x = np.stack([pad_to(read(r[0], r[1], c[0], c[1]), tile_h, tile_w).transpose(2, 0, 1) for c in batch])
+            maps = localizer._forward(torch.from_numpy(np.ascontiguousarray(x)), job["path"])
+            found += [tile_peaks(m, r, c, localizer.min_distance, localizer.threshold, localizer.subpixel)
+                      for c, m in zip(batch, maps)]
+            if tick is not None:
+                tick(len(batch))
+        return _concat(found)
+
+    return points
+
+
+def stream_bands(
+    job: dict,
+    localizer: Localizer,
+    band_points: Callable[..., Points],
+    callback: Callable[[int, int], None] | None = None,
+    on_tiles: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Merge the bands' points in order, stream them to the outputs, checkpoint after each band.
+
+    The one merge of a slide, whoever computed the bands (:func:`band_reader` in this process,
+    or the region files of :mod:`liteunet.wsi.regions`): a band's points are merged with those
+    pending from the band above (:func:`liteunet.points.suppress_close_points`, owned points
+    first), so a cell on a seam is kept once; the band above is then final and written. Resumes
+    from the last checkpoint. ``band_points(band, tick)`` gives a band's points and calls
+    ``tick(n)`` as ``n`` of its tiles finish; ``callback(bands_done, bands)`` follows each band on
+    disk, ``on_tiles(tiles_done, tiles)`` each tick. Returns the slide's summary (``status`` ``"ok"``).
+    """
+    names = localizer.label_names or ("cell",)
+    stream = PointStream(Path(job["out_dir"]), job["stem"], names, tuple(job["formats"]), job["signature"])
+    rows, active, plan = job["rows"], job["active"], job["plan"]
+    total = sum(map(len, active))
+    stream.lock()  # one writer per slide; then the slide may have been finished while we waited
+    if (done_before := stream.finished()) is not None:
+        stream.close()
+        return {**done_before, "status": "done before"}
+    try:
+        state = stream.resume() or {"band": 0, "pending": [], "counts": {}}
+    except BaseException:
+        stream.close()
+        raise
+    band0 = state["band"]
+    pending = _points_from(state["pending"])
+    counts: dict[str, int] = dict(state["counts"])
+    bar = tqdm(total=total, initial=sum(map(len, active[:band0])), desc=job["stem"], unit="tile",
+               disable=not localizer.progress, leave=False)
+    md = localizer.min_distance
+    done = [bar.n]
+
+    def tick(n: int) -> None:
+        bar.update(n)
+        done[0] += n
+        if on_tiles is not None:
+            on_tiles(done[0], total)
+
+    try:
+        for band in range(band0, len(rows)):
+            both = _concat([pending, band_points(band, tick)])
+            keep = suppress_close_points(both[0], both[1], md, preferred=both[3])
+            n_old = len(pending[0])
+            final = tuple(a[:n_old][keep[:n_old]] for a in both)
+            pending = tuple(a[n_old:][keep[n_old:]] for a in both)
+            _write(stream, final, plan["scale"], counts, names)
+            state = {"band": band + 1, "pending": _points_to(pending), "counts": counts}
+            if band == len(rows) - 1:
+                _write(stream, pending, plan["scale"], counts, names)
+                state = {"band": band + 1, "pending": [], "counts": counts}
+            stream.checkpoint(state)
+            if callback is not None:
+                callback(band + 1, len(rows))
+    except BaseException:
+        stream.close()
+        raise
+    finally:
+        bar.close()
+    h0, w0 = job["size"]
+    summary = {
+        "image": job["path"], "status": "ok", "count": int(sum(counts.values())),
+        **{f"count_{n}": int(counts.get(n, 0)) for n in names},
+        "width": w0, "height": h0, "mpp": plan["mpp"], "model_mpp": plan["model_mpp"], "level": plan["level"],
+        "scale": round(plan["scale"], 6), "backend": job["backend"],
+        "tissue_fraction": round(job["tissue_fraction"], 4),
+        "tissue_mm2": round(job["tissue_mm2"], 3) if job["tissue_mm2"] else "",
+        "tiles": len(rows) * len(job["cols"]), "tiles_run": total, "regions": job.get("regions", 1),
+        "seconds": round(time.time() - job["started"], 2), "error": "",
+    }
+    try:
+        stream.finish(summary)
+    except BaseException:
+        stream.close()
+        raise
+    return summary
+
+
 def localize_slide(
     path: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -173,6 +372,7 @@ def localize_slide(
     backend: str = "auto",
     stem: str | None = None,
     callback: Callable[[int, int], None] | None = None,
+    on_tiles: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Localize the cells of one whole slide into ``out_dir``; resumes an interrupted run.
 
@@ -189,6 +389,7 @@ def localize_slide(
         backend: slide reader, see :func:`~liteunet.wsi.reader.open_slide`.
         stem: outputs' name stem (default: the slide's file name).
         callback: called as ``callback(bands_done, bands)`` after each band is on disk.
+        on_tiles: called as ``on_tiles(tiles_done, tiles)`` as tiles finish (progress, ETA).
 
     Returns:
         The slide's summary: ``image``, ``status`` (``"ok"``, or ``"done before"`` when a finished
@@ -204,104 +405,12 @@ def localize_slide(
         >>> localize_slide("slide.svs", "out", loc, model_mpp=0.5)["count"]  # doctest: +SKIP
         123456
     """
-    start = time.perf_counter()
-    out_dir = Path(out_dir)
-    stem = stem or slide_stem(path)
     with open_slide(path, backend) as slide:
-        plan = plan_scale(slide, model_mpp if model_mpp is not None else weights_mpp(localizer), mpp, scale)
-        s = localizer.settings
-        signature = {
-            "slide": Path(path).name, "bytes": Path(path).stat().st_size, "plan": plan,
-            "tissue": bool(tissue), "formats": list(formats),
-            **{k: s[k] for k in ("model", "threshold", "min_distance", "tile_size", "overlap", "normalize",
-                                  "percentiles", "subpixel", "precision", "tta")},
-        }
-        stream = PointStream(out_dir, stem, localizer.label_names or ("cell",), tuple(formats), signature)
-        if (summary := stream.finished()) is not None:
-            return {**summary, "status": "done before"}
-        h0, w0 = slide.level_shapes[0]
-        # Tissue mask on a thumbnail; its pixels per level-0 pixel.
-        thumb, _ = slide.thumbnail(MASK_SIDE)
-        mask_scale = thumb.shape[1] / w0
-        mask = None
-        tissue_fraction = 1.0
-        if tissue:
-            mask = tissue_mask(thumb, min_area=max(4, round(thumb.size / 3 * 1e-4)))
-            write_mask_png(mask, out_dir / f"{stem}_tissue.png")
-            tissue_fraction = float(mask.mean())
-        mpp0 = plan["mpp"]
-        tissue_mm2 = tissue_fraction * h0 * w0 * mpp0**2 * 1e-6 if mpp0 else None
-
-        view = slide.view(plan["level"])
-        norm = region_normalizer(view, localizer.normalize, localizer.percentiles)
-        read = _reader(view, norm, plan["factor"], localizer.in_chans)
-        h, w = plan["shape"]
-        rows = axis_tiles(h, localizer.tile_for(h), localizer.overlap, localizer.size_divisor)
-        cols = axis_tiles(w, localizer.tile_for(w), localizer.overlap, localizer.size_divisor)
-        tile_h, tile_w = rows[0][1] - rows[0][0], cols[0][1] - cols[0][0]
-        md = localizer.min_distance
-        to_mask = mask_scale / (plan["scale"])  # mask pixels per model pixel
-
-        def has_tissue(r: tuple, c: tuple) -> bool:
-            if mask is None:
-                return True
-            m = 2 * md + 2
-            y0, y1 = math.floor((r[2] - m) * to_mask), math.ceil((r[3] + m) * to_mask)
-            x0, x1 = math.floor((c[2] - m) * to_mask), math.ceil((c[3] + m) * to_mask)
-            return bool(mask[max(0, y0) : max(0, y1) + 1, max(0, x0) : max(0, x1) + 1].any())
-
-        active = [[c for c in cols if has_tissue(r, c)] for r in rows]
-        total = sum(map(len, active))
-        state = stream.resume() or {"band": 0, "pending": [], "counts": {}}
-        band0 = state["band"]
-        pending = _points_from(state["pending"])
-        counts: dict[str, int] = dict(state["counts"])
-        names = localizer.label_names or ("cell",)
-        bar = tqdm(total=total, initial=sum(map(len, active[:band0])), desc=stem, unit="tile",
-                   disable=not localizer.progress, leave=False)
-        try:
-            for band in range(band0, len(rows)):
-                r = rows[band]
-                found = []
-                for i in range(0, len(active[band]), localizer.batch_size):
-                    batch = active[band][i : i + localizer.batch_size]
-                    x = np.stack([pad_to(read(r[0], r[1], c[0], c[1]), tile_h, tile_w).transpose(2, 0, 1) for c in batch])
-                    maps = localizer._forward(torch.from_numpy(np.ascontiguousarray(x)), str(path))
-                    found += [tile_peaks(m, r, c, md, localizer.threshold, localizer.subpixel) for c, m in zip(batch, maps)]
-                    bar.update(len(batch))
-                new = _concat(found)
-                both = _concat([pending, new])
-                keep = suppress_close_points(both[0], both[1], md, preferred=both[3])
-                n_old = len(pending[0])
-                final = tuple(a[: n_old][keep[:n_old]] for a in both)
-                pending = tuple(a[n_old:][keep[n_old:]] for a in both)
-                _write(stream, final, plan["scale"], counts, names)
-                state = {"band": band + 1, "pending": _points_to(pending), "counts": counts}
-                if band == len(rows) - 1:
-                    _write(stream, pending, plan["scale"], counts, names)
-                    state = {"band": band + 1, "pending": [], "counts": counts}
-                stream.checkpoint(state)
-                if callback is not None:
-                    callback(band + 1, len(rows))
-        except BaseException:
-            stream.close()
-            raise
-        finally:
-            bar.close()
-        summary = {
-            "image": str(path), "status": "ok", "count": int(sum(counts.values())),
-            **{f"count_{n}": int(counts.get(n, 0)) for n in names},
-            "width": w0, "height": h0, "mpp": mpp0, "model_mpp": plan["model_mpp"], "level": plan["level"],
-            "scale": round(plan["scale"], 6), "backend": slide.backend,
-            "tissue_fraction": round(tissue_fraction, 4), "tissue_mm2": round(tissue_mm2, 3) if tissue_mm2 else "",
-            "tiles": len(rows) * len(cols), "tiles_run": total,
-            "seconds": round(time.perf_counter() - start, 2), "error": "",
-        }
-        stream.finish(summary)
-    return summary
-
-
-Points = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+        job = prepare_slide(slide, out_dir, localizer, mpp=mpp, model_mpp=model_mpp, scale=scale,
+                            tissue=tissue, formats=formats, stem=stem)
+        if job["done"] is not None:
+            return job["done"]
+        return stream_bands(job, localizer, band_reader(slide, job, localizer), callback, on_tiles)
 
 
 def _concat(parts: list) -> Points:

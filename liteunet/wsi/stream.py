@@ -17,10 +17,16 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one writer per slide is then the caller's care
+    fcntl = None  # type: ignore[assignment]
 
 from ..io_formats import class_colors
 
@@ -61,6 +67,7 @@ class PointStream:
         self.progress_path = self.out_dir / f"{stem}.progress.json"
         self.done_path = self.out_dir / f"{stem}.done.json"
         self._files: dict[str, Any] = {}
+        self._lock: Any = None
         self.features = 0
 
     def final_path(self, fmt: str) -> Path:
@@ -79,6 +86,51 @@ class PointStream:
         if done.get("signature") != self.signature or not all(self.final_path(f).is_file() for f in self.formats):
             return None
         return done.get("summary")
+
+    def lock(self, wait: float = 60.0) -> None:
+        """Become the slide's one writer: an exclusive lock on ``<stem>.lock``, held until :meth:`finish` / :meth:`close`.
+
+        A second writer of the same outputs (a run started twice, or a Dask worker of a killed
+        run still finishing its slide) waits up to ``wait`` seconds, then gets an error. The
+        lock goes with the process that holds it, ``kill -9`` included.
+
+        Raises:
+            TimeoutError: another process kept the lock for ``wait`` seconds.
+        """
+        if fcntl is None or self._lock is not None:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        f = open(self.out_dir / f"{self.stem}.lock", "a+b")
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    f.close()
+                    raise TimeoutError(
+                        f"{self.out_dir / self.stem}: another process is writing this slide's outputs (a run "
+                        "still going, or a Dask worker of a stopped run finishing it); let it finish or stop "
+                        "it, then run again"
+                    ) from None
+                time.sleep(0.2)
+        self._lock = f
+
+    def _unlock(self, remove: bool = False) -> None:
+        if self._lock is not None:
+            if remove:
+                Path(self._lock.name).unlink(missing_ok=True)
+            self._lock.close()
+            self._lock = None
+
+    def checkpoint_state(self) -> dict | None:
+        """The last checkpoint's state, when it was made with this signature, without opening the files."""
+        try:
+            saved = json.loads(self.progress_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return saved.get("state") if saved.get("signature") == self.signature else None
 
     def resume(self) -> dict | None:
         """Open the part files; returns the last checkpoint's state, or ``None`` to start afresh."""
@@ -148,12 +200,14 @@ class PointStream:
         self._files.clear()
         self.done_path.write_text(json.dumps({"signature": self.signature, "summary": summary}, indent=2), encoding="utf-8")
         self.progress_path.unlink(missing_ok=True)
+        self._unlock(remove=True)
 
     def close(self) -> None:
         """Close the part files without finishing (the checkpoint stays for a later run)."""
         for f in self._files.values():
             f.close()
         self._files.clear()
+        self._unlock()
 
 
 def _num(value: float) -> str:

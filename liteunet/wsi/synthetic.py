@@ -3,7 +3,9 @@
 For tests, benchmarks and examples: :func:`write_slide` stores an RGB image as a tiled pyramid
 that OpenSlide, tiffslide and tifffile read as a real scanner's file (Aperio ImageDescription
 with ``MPP``; resolution tags for generic TIFF; OME-XML ``PhysicalSizeX`` for OME-TIFF).
-:func:`glass_slide` places tissue tiles on white glass. Needs ``tifffile`` (``liteunet[wsi]``).
+:func:`glass_slide` places tissue tiles on white glass; :func:`demo_slides` writes a small cohort
+from the images of a data set (``python -m liteunet.wsi.synthetic slides/``, the slides the
+whole-slide page measures). Needs ``tifffile`` (``liteunet[wsi]``).
 
 Example:
     >>> canvas = glass_slide([tile] * 4, (2048, 2048), fraction=0.3)  # doctest: +SKIP
@@ -12,13 +14,16 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-__all__ = ["glass_slide", "write_slide"]
+from ..data import load_split, read_image
+
+__all__ = ["demo_slides", "glass_slide", "write_slide"]
 
 #: The colour of empty glass (a bright, faintly warm grey, as scanners see it).
 GLASS = (242, 241, 238)
@@ -103,3 +108,42 @@ def write_slide(
             for lvl in pyramid[1:]:
                 tif.write(lvl, subfiletype=1, metadata=None, **opts)
     return path
+
+
+def demo_slides(
+    folder: str | os.PathLike, data_set: str = "crc", split: str = "validation", side: int = 4096,
+    fraction: float = 0.3, tiles: int = 16, seed: int = 0,
+) -> list[Path]:
+    """A cohort of three slides of real tissue on glass: ``s40.svs``, ``t20.tiff``, ``o40.ome.tiff``.
+
+    The images of ``data_set`` (taken as 20x, 0.5 um/px) are placed on a ``side`` x ``side``
+    canvas of glass (about ``fraction`` tissue): ``t20.tiff`` is that canvas, a generic pyramidal
+    TIFF at 0.5 um/px; ``s40.svs`` (Aperio) and ``o40.ome.tiff`` are it at 40x (0.25 um/px,
+    resized bicubically to twice the side), each with a different placement (``seed``).
+
+    Returns:
+        The slides written.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    images = [read_image(s.image_path)[..., :3] for s in load_split(data_set, split)[:tiles]]
+    if not images:
+        raise ValueError(f"{data_set} {split} holds no images")
+    out = []
+    for k, (name, mpp) in enumerate((("s40.svs", 0.25), ("t20.tiff", 0.5), ("o40.ome.tiff", 0.25))):
+        canvas = glass_slide(images, (side, side), fraction, seed=seed + k)
+        if mpp != 0.5:
+            canvas = np.asarray(Image.fromarray(canvas).resize((2 * side, 2 * side), Image.BICUBIC))
+        out.append(write_slide(folder / name, canvas, mpp, levels=4))
+    return out
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="write a demo cohort of slides (s40.svs, t20.tiff, o40.ome.tiff)")
+    parser.add_argument("folder")
+    parser.add_argument("--data-set", default="crc")
+    parser.add_argument("--side", type=int, default=4096, help="side of the 20x canvas (default 4096)")
+    parser.add_argument("--fraction", type=float, default=0.3, help="share of tissue (default 0.3)")
+    args = parser.parse_args()
+    for path in demo_slides(args.folder, args.data_set, side=args.side, fraction=args.fraction):
+        print(path)
