@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
+from .data.stains import HED_FROM_RGB
+
 __all__ = [
     "DIAMETER_PER_SIGMA",
     "SCALE_LIMITS",
@@ -50,10 +52,6 @@ SCALE_LIMITS = (0.25, 4.0)
 #: A disc of diameter ``d`` gives the strongest scale-normalised LoG response at ``sigma = d / DIAMETER_PER_SIGMA``.
 DIAMETER_PER_SIGMA = 2.0 * math.sqrt(2.0)
 
-# Ruifrok & Johnston's stain vectors (rows: haematoxylin, eosin, DAB), as skimage.color.rgb_from_hed.
-_RGB_FROM_HED = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=np.float64)
-_RGB_FROM_HED /= np.linalg.norm(_RGB_FROM_HED, axis=1, keepdims=True)
-_HED_FROM_RGB = np.linalg.inv(_RGB_FROM_HED)
 
 
 def _unit_range(x: np.ndarray, pmin: float = 1.0, pmax: float = 99.8) -> np.ndarray:
@@ -106,7 +104,7 @@ def nuclear_channel(image: np.ndarray, modality: str = "auto") -> tuple[np.ndarr
         return 1.0 - _unit_range(grey), modality
     # Optical density of each channel, then haematoxylin by colour deconvolution.
     top = max(float(np.percentile(img, 99.9)), 1.0)
-    od = -np.log(np.clip(img / top, 1e-6, 1.0)).reshape(-1, 3) @ _HED_FROM_RGB
+    od = -np.log(np.clip(img / top, 1e-6, 1.0)).reshape(-1, 3) @ HED_FROM_RGB
     return _unit_range(np.maximum(od[:, 0], 0.0).reshape(grey.shape)), modality
 
 

@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 
 from .augment_modality import gaussian_blur, gaussian_noise, jpeg_artefacts, to_grey
+from .stains import HED_FROM_RGB, RGB_FROM_HED
 
 __all__ = [
     "AugmentConfig",
@@ -384,13 +385,6 @@ def intensity_jitter(
     return (g * np.sign(x) * np.abs(x) ** p).astype(np.float32)
 
 
-# Ruifrok & Johnston haematoxylin, eosin, DAB optical-density vectors (rows), as in
-# scikit-image's rgb2hed.
-_RGB_FROM_HED = np.array(
-    [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=np.float64
-)
-_RGB_FROM_HED /= np.linalg.norm(_RGB_FROM_HED, axis=1, keepdims=True)
-_HED_FROM_RGB = np.linalg.inv(_RGB_FROM_HED)
 
 
 def stain_jitter(
@@ -424,9 +418,9 @@ def stain_jitter(
     beta = rng.uniform(-shift, shift, size=3)
     out = image.astype(np.float32, copy=True)
     rgb = np.clip(out[..., :3].astype(np.float64), 1e-6, 1.0)
-    hed = (-np.log(rgb)) @ _HED_FROM_RGB
+    hed = (-np.log(rgb)) @ HED_FROM_RGB
     hed = hed * alpha + beta
-    out[..., :3] = np.clip(np.exp(-(hed @ _RGB_FROM_HED)), 0.0, 1.0)
+    out[..., :3] = np.clip(np.exp(-(hed @ RGB_FROM_HED)), 0.0, 1.0)
     return out
 
 
