@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
+from .data.augment_scale import scale_points
 from .data.stains import HED_FROM_RGB
 
 __all__ = [
@@ -372,5 +373,4 @@ def rescale_points(xy: np.ndarray, scale: float | tuple[float, float]) -> np.nda
         [[0.5, 2.5]]
     """
     sx, sy = (scale, scale) if np.isscalar(scale) else scale  # type: ignore[misc]
-    xy = np.asarray(xy, np.float64).reshape(-1, 2)
-    return np.stack([(xy[:, 0] + 0.5) * sx - 0.5, (xy[:, 1] + 0.5) * sy - 0.5], axis=1)
+    return scale_points(xy, sx, sy)

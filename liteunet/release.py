@@ -112,7 +112,7 @@ def finalize_weights(
     else:
         # Not in the zoo: say what these weights are, not what they were fine-tuned from.
         cfg["tag"] = tag.split(".", 1)[-1]
-        cfg["description"] = summary.split(":")[0][:120] if summary else ""
+        cfg["description"] = summary.split(". ")[0] if summary else ""
     if num_classes > 1:
         # Name the maps (e.g. BCData's positive / negative) so localize() labels points with them.
         names = {class_names(name) for name in datasets if name in list_datasets()}

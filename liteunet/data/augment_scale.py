@@ -18,9 +18,20 @@ import torch.nn.functional as F
 
 from .augment import PadMode, random_crop
 
-__all__ = ["rescale", "random_scaled_crop"]
+__all__ = ["rescale", "random_scaled_crop", "scale_points"]
 
 Sample = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def scale_points(points: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """Points of an image in the pixels of that image resized by ``(sx, sy)``: centres map to centres.
+
+    Example:
+        >>> scale_points(np.array([[0.0, 1.0]]), 2.0, 2.0).tolist()
+        [[0.5, 2.5]]
+    """
+    xy = np.asarray(points, np.float64).reshape(-1, 2)
+    return (xy + 0.5) * np.array([sx, sy]) - 0.5
 
 
 def rescale(
@@ -56,9 +67,7 @@ def rescale(
     resized = F.interpolate(chw, size=(out_h, out_w), mode="bilinear", align_corners=False,
                             antialias=shrink)[0]
     out = resized[0] if image.ndim == 2 else resized.permute(1, 2, 0)
-    factor = np.array([out_w / width, out_h / height])
-    moved = (np.asarray(points, np.float64).reshape(-1, 2) + 0.5) * factor - 0.5
-    return np.ascontiguousarray(out.numpy()), moved
+    return np.ascontiguousarray(out.numpy()), scale_points(points, out_w / width, out_h / height)
 
 
 def random_scaled_crop(
