@@ -105,8 +105,12 @@ def test_parser_choices_match_the_library():
     assert set(localize_cli.TTA_CHOICES) == set(eval_cli.TTA_CHOICES) == set(inference.TTA_MODES)
     assert (localize_cli.DEFAULT_TILE_SIZE, localize_cli.DEFAULT_OVERLAP) == (tiling.DEFAULT_TILE_SIZE, tiling.DEFAULT_OVERLAP)
     assert (localize_cli.CPU_TILE_SIZE, localize_cli.CPU_OVERLAP) == (tiling.CPU_TILE_SIZE, tiling.CPU_OVERLAP)
+    assert localize_cli.SINGLE_PASS_SIDE == tiling.SINGLE_PASS_SIDE
     assert bench_cli.FORMS == FORMS and bench_cli.THROUGHPUT_FORMS == THROUGHPUT_FORMS
     assert set(train_cli.PRESET_NAMES) == set(train.PRESETS) and train_cli.CHECKPOINT_CHOICES == train.CHECKPOINT_BY
     from liteunet.wsi import BACKENDS
 
     assert localize_cli.SLIDE_BACKENDS == BACKENDS
+    from liteunet.wsi.synthetic import LAYOUTS
+
+    assert bench_cli.TISSUE_LAYOUTS == LAYOUTS

@@ -581,6 +581,11 @@ def test_default_tiles_fit_the_image():
             shapes.add(tuple(x.shape))
             return super().forward(x)
 
-    img = (np.random.default_rng(0).random((640, 640)) * 255).astype(np.uint8)
-    localize(img, Recording(), threshold=0.5, progress=False, device="cpu")
-    assert shapes == {(1, 1, 384, 384)}
+    # Up to 1024 px an image is one pass; just above, tiles fitted to it (3 of 464, not 3 of 512).
+    for side, expected in ((640, 640), (1100, 464)):
+        shapes.clear()
+        img = (np.random.default_rng(0).random((side, side)) * 255).astype(np.uint8)
+        localize(img, Recording(), threshold=0.5, progress=False, device="cpu")
+        assert shapes == {(1, 1, expected, expected)}, side
+    assert tiling.tile_sides(1024, 1024, 512, 128) == (1024, 1024)
+    assert tiling.tile_sides(1025, 100, 512, 128) == (432, 100)

@@ -201,7 +201,7 @@ def test_cancel_in_widget(qtbot, viewer_widget):
 
 def test_cancel_between_tiles():
     """Cancel stops a tiled run after the batch in progress, before the next one."""
-    image = read_image(sample_path())  # 520x696: 4 tiles of 512 on CPU
+    image = np.tile(read_image(sample_path()), (2, 2))  # 1040x1392: over one pass, 3 x 4 tiles on CPU
     cancel, calls = _run.threading.Event(), []
 
     def progress(done, total):
@@ -211,7 +211,7 @@ def test_cancel_between_tiles():
 
     outcome = _run.run(image, _run.RunRequest("lite_unet.multi", device="cpu"), _run.LocalizerCache(), cancel, progress)
     assert outcome.cancelled and outcome.result is None
-    assert calls == [(0, 4), (1, 4)]
+    assert calls == [(0, 12), (1, 12)]
 
 
 def test_errors_become_notifications(qtbot, viewer_widget, monkeypatch, tmp_path):

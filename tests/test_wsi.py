@@ -181,6 +181,30 @@ def test_no_tissue_mask_runs_every_tile(slides, tmp_path):
     assert row["tiles_run"] == row["tiles"] and not (tmp_path / "t20_tissue.png").exists()
 
 
+def test_tiles_cover_the_tissue_box_not_the_glass_around_it():
+    from liteunet.wsi.engine import tissue_extent
+
+    mask = np.zeros((100, 200), bool)
+    mask[30:41, 50:151] = True  # mask pixels; 2 model pixels per mask pixel
+    assert tissue_extent(mask, 0.5, (200, 400), margin=8, align=16) == ((48, 90), (80, 310))
+    assert tissue_extent(None, 0.5, (200, 400), 8, 16) == ((0, 200), (0, 400))
+    assert tissue_extent(np.zeros_like(mask), 0.5, (200, 400), 8, 16) == ((0, 200), (0, 400))
+
+
+@pytest.mark.parametrize("layout", ["section", "scattered"])
+def test_tissue_mask_cost_bench_runs_fewer_tiles_for_the_same_cells(layout):
+    # `liteunet bench --speed`'s slide: 30% tissue, as one section or scattered; the mask skips
+    # glass, and with a translation-equivariant model finds exactly the cells of the unmasked run.
+    from liteunet.bench.localize_cost import tissue_mask_cost
+
+    out = tissue_mask_cost(DarkBlobs(), side=2048, layout=layout, precision="fp32")
+    masked, full = out["with_mask"], out["without_mask"]
+    assert masked["cells"] == full["cells"] > 100
+    assert full["tiles_run"] == full["tiles"] == masked["tiles"]
+    assert masked["tiles_run"] < (0.6 if layout == "section" else 0.8) * masked["tiles"]
+    assert out["layout"] == layout and full["mp_s"] > 0
+
+
 def test_cohort_reports_a_bad_slide_and_skips_finished_ones(slides, tmp_path):
     from liteunet import LocalizationOptions
     from liteunet.wsi import localize_slides
@@ -226,8 +250,8 @@ def test_cli_slide_folder_on_a_dask_local_cluster(slides, tmp_path, capsys, tiny
     out, here = tmp_path / "out", tmp_path / "here"
     common = ["--model", str(weights), "--model-mpp", "0.5", "--device", "cpu", "--threshold", "0.5"]
     assert main(["localize", str(folder), "-o", str(here), "--wsi", *common]) == 0  # in this process
-    # Each slide is 1024 x 1024 at the model's scale: --region-size 300 cuts it into its 3 tile
-    # rows, run as separate tasks on the 2 workers and merged.
+    # Each slide is 1024 x 1024 at the model's scale, its tissue ~500 px: --region-size 300 cuts
+    # it into the 2 tile rows over its tissue, run as separate tasks on the 2 workers and merged.
     args = ["localize", str(folder), "-o", str(out), "--workers", "2", "--region-size", "300", *common]
     assert main(args) == 0, capsys.readouterr().err
     for stem in ("s40", "t20", "o40"):
@@ -238,7 +262,7 @@ def test_cli_slide_folder_on_a_dask_local_cluster(slides, tmp_path, capsys, tiny
     rows = list(csv.DictReader(open(out / "summary.csv")))
     assert sorted(r["status"] for r in rows) == ["ok"] * 3
     assert {int(r["level"]) for r in rows} == {0, 1}  # 40x slides read at level 1
-    assert {int(r["regions"]) for r in rows} == {3}
+    assert {int(r["regions"]) for r in rows} == {2}
     assert main(args) == 0  # again: every slide finished before, skipped
     assert "3 of 3 slide(s)" in capsys.readouterr().out
 
@@ -281,7 +305,7 @@ def test_slide_without_a_scale_is_an_error_naming_the_options(slides, tmp_path, 
 
 
 def test_regions_merge_into_the_in_process_output_and_resume(slides, tmp_path):
-    # A slide cut into regions of whole tile rows (here 5 regions of one band each), run one by
+    # A slide cut into regions of whole tile rows (here 3 regions of one band each), run one by
     # one and merged: the CSV and GeoJSON are those of one in-process run, byte for byte. An
     # interrupted merge resumes: only the regions after its checkpoint run again.
     from liteunet.wsi.regions import merge_regions, plan_regions, run_region
@@ -290,22 +314,22 @@ def test_regions_merge_into_the_in_process_output_and_resume(slides, tmp_path):
     localize_slide(slides["svs40"], tmp_path / "whole", loc, model_mpp=0.5)
     out = tmp_path / "regions"
     job, regions = plan_regions(slides["svs40"], out, loc, region_size=300, model_mpp=0.5)
-    assert len(regions) == job["regions"] == len(job["rows"]) == 5
+    assert len(regions) == job["regions"] == len(job["rows"]) == 3  # the rows over the tissue
     for b0, b1 in regions:
         run_region(job, loc, b0, b1)
 
     def stop(done, total):
-        if done == 3:
+        if done == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         merge_regions(job, loc, regions, callback=stop)
     assert not (out / "s40.csv").exists()
     job, left = plan_regions(slides["svs40"], out, loc, region_size=300, model_mpp=0.5)
-    assert left == regions[3:]
+    assert left == regions[2:]
     assert all(run_region(job, loc, b0, b1)["cached"] for b0, b1 in left)
     row = merge_regions(job, loc, left)
-    assert row["status"] == "ok" and row["regions"] == 5 and not (out / "s40.regions").exists()
+    assert row["status"] == "ok" and row["regions"] == 3 and not (out / "s40.regions").exists()
     for suffix in (".csv", ".geojson"):
         assert (out / f"s40{suffix}").read_bytes() == (tmp_path / "whole" / f"s40{suffix}").read_bytes()
 
@@ -347,7 +371,7 @@ def test_huge_slide_split_into_regions_on_dask_with_progress(slides, tmp_path):
             there = localize_slides(inputs, tmp_path / "dask", DarkBlobs(), options=opts, client=client,
                                     region_size=300, model_mpp=0.5, progress=False,
                                     on_progress=lambda *a: seen.append(a))
-    assert [r["status"] for r in there] == ["ok", "ok"] and [r["regions"] for r in there] == [5, 5]
+    assert [r["status"] for r in there] == ["ok", "ok"] and [r["regions"] for r in there] == [3, 3]
     assert [r["regions"] for r in here] == [1, 1]
     for stem in ("s40", "t20"):
         for suffix in (".csv", ".geojson"):

@@ -115,7 +115,7 @@ def invariance(
                 weights, image, precision, tile_size=tile, overlap=overlap, context=mode, context_tiles=most
             )
             rows.append({
-                "context": loc.context, "context_tiles": most, "tile_size": loc.tile_for(side), "overlap": loc.overlap,
+                "context": loc.context, "context_tiles": most, "tile_size": loc.tile_shape(side, side)[0], "overlap": loc.overlap,
                 "default": tile is None, **agreement(points, single), **f1(points),
                 "seconds": round(seconds, 2), "cost_vs_single": round(seconds / single_s, 3),
                 "work_vs_single": round(loc.pixels_run / single_px, 3),

@@ -10,6 +10,8 @@ from typing import Any
 #: ``liteunet.bench.FORMS`` and ``THROUGHPUT_FORMS``, so ``--help`` needs no torch (tests/test_cli.py checks).
 FORMS = ("unet", "eager", "fused", "fused_cl", "compiled", "bf16", "bf16_compiled", "onnx", "onnx_int8", "smp_unet_resnet34")
 THROUGHPUT_FORMS = ("eager", "compiled", "cudagraphs")
+#: ``liteunet.wsi.synthetic.LAYOUTS``: how the tissue of the --speed slide lies on the glass.
+TISSUE_LAYOUTS = ("scattered", "section")
 DESCRIPTION = (
     "One process, one input, one thread count: each form is timed in turn, round after round, so slow "
     "drifts of a shared machine hit all of them alike, and the medians are compared as ratios within the run."
@@ -47,9 +49,11 @@ def _cmd_speed(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = {"megapixels_by_size": megapixels_by_size(args.weights, tuple(args.sides), repeats=args.repeats)}
+    result: dict = {"megapixels_by_size": megapixels_by_size(args.weights, tuple(args.sides), repeats=args.repeats)}
     if not args.no_slide:
-        result["tissue_mask_cost"] = tissue_mask_cost(args.weights, side=args.tissue_slide_size)
+        result["tissue_mask_cost"] = [
+            tissue_mask_cost(args.weights, side=args.tissue_slide_size, layout=layout) for layout in args.tissue_layouts
+        ]
     text = json.dumps(result, indent=2)
     print(text)
     if args.out_dir:
@@ -153,8 +157,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "pixels (CPU), and the cost of a slide with 30%% tissue with the tissue mask against without",
     )
     speed.add_argument("--speed", action="store_true", help="megapixels/s by image size and the tissue-mask cost")
-    speed.add_argument("--sides", type=int, nargs="+", default=[256, 500, 640, 1024, 1536], help="image sides")
-    speed.add_argument("--tissue-slide-size", type=int, default=3072, help="side of the 30%% tissue slide (default 3072)")
+    speed.add_argument("--sides", type=int, nargs="+", default=[256, 500, 640, 1024, 1100, 1536, 2048], help="image sides")
+    speed.add_argument("--tissue-slide-size", type=int, default=6144, help="side of the 30%% tissue slide (default 6144)")
+    speed.add_argument(
+        "--tissue-layouts", nargs="+", choices=TISSUE_LAYOUTS, default=["section", "scattered"],
+        help="how the tissue lies on the slide: one section (as on a slide) and/or scattered pieces (default both)",
+    )
     inv = p.add_argument_group(
         "invariance", "--invariance: on a 2000x2000 mosaic of CRC images (needs the crc data set), the count and "
         "points of each image-context mode and tile size (256, 512, 1024 and the default) against one whole-image "

@@ -10,7 +10,7 @@ from typing import Any
 
 #: Library defaults by value, so ``--help`` needs no torch (tests/test_cli.py checks they match
 #: ``liteunet.localization.tiling`` and ``liteunet.inference.TTA_MODES``).
-DEFAULT_TILE_SIZE, DEFAULT_OVERLAP, CPU_TILE_SIZE, CPU_OVERLAP = 1024, 256, 512, 128
+DEFAULT_TILE_SIZE, DEFAULT_OVERLAP, CPU_TILE_SIZE, CPU_OVERLAP, SINGLE_PASS_SIDE = 1024, 256, 512, 128, 1024
 TTA_CHOICES = ("d4", "flips")
 SLIDE_BACKENDS = ("openslide", "tiffslide", "tifffile")  # liteunet.wsi.BACKENDS
 
@@ -59,7 +59,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--tile-size",
         type=int,
-        help=f"tile side, a multiple of 16 (default {DEFAULT_TILE_SIZE} on CUDA, {CPU_TILE_SIZE} on CPU)",
+        help=f"tile side, a multiple of 16 (default: images up to {SINGLE_PASS_SIDE} px in one pass; larger ones "
+        f"in tiles of at most {DEFAULT_TILE_SIZE} on CUDA, {CPU_TILE_SIZE} on CPU, fitted to the image)",
     )
     p.add_argument(
         "--overlap",

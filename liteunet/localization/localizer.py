@@ -48,8 +48,8 @@ from .normalize import region_normalizer
 from .options import LocalizationOptions, resolve_precision, warn_unguarded
 from .result import LocalizationResult
 from .tiling import (
-    CPU_OVERLAP, CPU_TILE_SIZE, DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, axis_tiles, fit_tile, pad_to, pool_into, tile_batches,
-    tile_peaks,
+    CPU_OVERLAP, CPU_TILE_SIZE, DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, SINGLE_PASS_SIDE, axis_tiles, pad_to, pool_into,
+    tile_batches, tile_peaks, tile_sides,
 )
 
 __all__ = ["Localizer", "localize"]
@@ -170,9 +170,18 @@ class Localizer:
         with torch.inference_mode():
             ctx.gather(batches, self.context)
 
-    def tile_for(self, n: int) -> int:
-        """The tile side used along an image side of ``n`` pixels (``tile_size`` is the most)."""
-        return fit_tile(n, self.tile_size, self.overlap, self.size_divisor) if self.fit_tiles else self.tile_size
+    def tile_shape(self, h: int, w: int, one_pass: bool = True) -> tuple[int, int]:
+        """The tile ``(height, width)`` used on an ``h`` x ``w`` image (at the model's scale).
+
+        Default tiling: one pass up to :data:`~.tiling.SINGLE_PASS_SIDE` (``one_pass=False``:
+        only up to ``tile_size``; whole slides are always tiled, so that glass can be skipped),
+        else tiles fitted to the image with ``tile_size`` as the largest
+        (:func:`~.tiling.tile_sides`). A ``tile_size`` the caller gave is used as is.
+        """
+        if not self.fit_tiles:
+            return self.tile_size, self.tile_size
+        single = max(SINGLE_PASS_SIDE, self.tile_size) if one_pass else self.tile_size
+        return tile_sides(h, w, self.tile_size, self.overlap, self.size_divisor, single)
 
     def _scale(self, opts: LocalizationOptions, stored: dict[str, Any], module: nn.Module) -> float:
         if opts.object_size is not None:
@@ -331,7 +340,7 @@ class Localizer:
         if scale != 1.0:
             read, h, w = self._rescaled(read, h, w, name, scale)
 
-        rows, cols = (axis_tiles(n, self.tile_for(n), self.overlap, self.size_divisor) for n in (h, w))
+        rows, cols = (axis_tiles(n, t, self.overlap, self.size_divisor) for n, t in zip((h, w), self.tile_shape(h, w)))
         n_tiles = len(rows) * len(cols)
         # Every tile is fed at the first one's shape (the last row/column are padded to it).
         tile_h, tile_w = rows[0][1] - rows[0][0], cols[0][1] - cols[0][0]

@@ -10,8 +10,8 @@ what a slide needs besides:
    pixels per level-0 pixel) bypasses the metadata. Neither known: a clear error, no guess.
 2. **Tissue.** :func:`~liteunet.wsi.tissue.tissue_mask` on a thumbnail; a tile whose core (plus
    the peak halo) holds no tissue is not run. The mask is saved as ``<stem>_tissue.png``.
-3. **Tiles in bands.** The slide at the model's scale is cut as ``localize()`` cuts an image
-   (fitted tiles, cores that partition it); tiles run one row (band) at a time. A band's
+3. **Tiles in bands.** The slide at the model's scale (with a mask, the bounding box of its
+   tissue) is cut as ``localize()`` cuts a large image (fitted tiles, cores that partition it); tiles run one row (band) at a time. A band's
    points are merged with the points still pending from the band above
    (:func:`liteunet.points.suppress_close_points`, owned points first), so a cell on a seam is
    kept once; the band above is then final and written (:class:`~liteunet.wsi.stream.PointStream`).
@@ -53,7 +53,7 @@ from .reader import Slide, open_slide
 from .stream import PointStream
 from .tissue import tissue_mask, write_mask_png
 
-__all__ = ["band_reader", "localize_slide", "plan_scale", "prepare_slide", "slide_stem", "stream_bands"]
+__all__ = ["band_reader", "localize_slide", "plan_scale", "prepare_slide", "slide_stem", "stream_bands", "tissue_extent"]
 
 #: Thumbnail side (pixels) the tissue mask is computed on.
 MASK_SIDE = 2048
@@ -190,9 +190,10 @@ def prepare_slide(
 
     Returns:
         ``{"path", "stem", "out_dir", "formats", "plan", "signature", "rows", "cols", "active",
-        "tissue_fraction", "tissue_mm2", "done"}``: ``rows`` / ``cols`` the tiles along each axis
-        (:func:`~liteunet.localization.tiling.axis_tiles`), ``active[band]`` the tiles of that row
-        (band) that hold tissue.
+        "tiles", "tissue_fraction", "tissue_mm2", "done"}``: ``rows`` / ``cols`` the tiles along
+        each axis over the tissue's bounding box (:func:`~liteunet.localization.tiling.axis_tiles`,
+        in model pixels of the whole slide), ``active[band]`` the tiles of that row (band) that
+        hold tissue, ``tiles`` how many tiles the whole slide would take without the mask.
     """
     started = time.time()
     path, out_dir = Path(slide.path), Path(out_dir)
@@ -224,24 +225,52 @@ def prepare_slide(
     mpp0 = plan["mpp"]
     tissue_mm2 = tissue_fraction * h0 * w0 * mpp0**2 * 1e-6 if mpp0 else None
     h, w = plan["shape"]
-    rows = axis_tiles(h, localizer.tile_for(h), localizer.overlap, localizer.size_divisor)
-    cols = axis_tiles(w, localizer.tile_for(w), localizer.overlap, localizer.size_divisor)
     md = localizer.min_distance
+    m = 2 * md + 2  # a core's peak halo and NMS window
     to_mask = mask_scale / plan["scale"]  # mask pixels per model pixel
+    # The tiles cover the tissue's bounding box (the whole slide without a mask): a grid laid
+    # from the slide's corner would cut the tissue's edges into partly used tiles.
+    (y0, y1), (x0, x1) = tissue_extent(mask, to_mask, (h, w), m, localizer.size_divisor)
+    tile_h, tile_w = localizer.tile_shape(y1 - y0, x1 - x0, one_pass=False)  # tiles, so that glass can be skipped
+    rows = [tuple(y0 + v for v in r) for r in axis_tiles(y1 - y0, tile_h, localizer.overlap, localizer.size_divisor)]
+    cols = [tuple(x0 + v for v in c) for c in axis_tiles(x1 - x0, tile_w, localizer.overlap, localizer.size_divisor)]
 
     def has_tissue(r: tuple, c: tuple) -> bool:
         if mask is None:
             return True
-        m = 2 * md + 2
         y0, y1 = math.floor((r[2] - m) * to_mask), math.ceil((r[3] + m) * to_mask)
         x0, x1 = math.floor((c[2] - m) * to_mask), math.ceil((c[3] + m) * to_mask)
         return bool(mask[max(0, y0) : max(0, y1) + 1, max(0, x0) : max(0, x1) + 1].any())
 
-    job.update(rows=[tuple(r) for r in rows], cols=[tuple(c) for c in cols],
+    # What the slide costs without the mask, for the summary's "tiles run of tiles".
+    full_h, full_w = localizer.tile_shape(h, w, one_pass=False)
+    unmasked = len(axis_tiles(h, full_h, localizer.overlap, localizer.size_divisor)) * len(
+        axis_tiles(w, full_w, localizer.overlap, localizer.size_divisor))
+    job.update(rows=[tuple(r) for r in rows], cols=[tuple(c) for c in cols], tiles=unmasked,
                active=[[k for k, c in enumerate(cols) if has_tissue(r, c)] for r in rows],
                tissue_fraction=tissue_fraction, tissue_mm2=tissue_mm2,
                size=(h0, w0), backend=slide.backend)
     return job
+
+
+def tissue_extent(
+    mask: np.ndarray | None, to_mask: float, shape: tuple[int, int], margin: int, align: int
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``((y0, y1), (x0, x1))``: the bounding box of the tissue in model pixels, plus ``margin``.
+
+    The start is rounded down to ``align`` (the pooling grid, so tiles stay on the slide's grid);
+    the box is clipped to ``shape``. No mask, or no tissue: the whole slide.
+    """
+    h, w = shape
+    if mask is None or not mask.any():
+        return (0, h), (0, w)
+    out = []
+    for axis, n in ((0, h), (1, w)):
+        hit = np.flatnonzero(mask.any(axis=1 - axis))
+        start = max(0, math.floor(hit[0] / to_mask) - margin) // align * align
+        end = min(n, math.ceil((hit[-1] + 1) / to_mask) + margin)
+        out.append((start, end))
+    return out[0], out[1]
 
 
 def band_reader(slide: Slide, job: dict, localizer: Localizer) -> Callable[..., Points]:
@@ -348,7 +377,7 @@ def stream_bands(
         "scale": round(plan["scale"], 6), "backend": job["backend"],
         "tissue_fraction": round(job["tissue_fraction"], 4),
         "tissue_mm2": round(job["tissue_mm2"], 3) if job["tissue_mm2"] else "",
-        "tiles": len(rows) * len(job["cols"]), "tiles_run": total, "regions": job.get("regions", 1),
+        "tiles": job["tiles"], "tiles_run": total, "regions": job.get("regions", 1),
         "seconds": round(time.time() - job["started"], 2), "error": "",
     }
     try:
@@ -394,8 +423,8 @@ def localize_slide(
     Returns:
         The slide's summary: ``image``, ``status`` (``"ok"``, or ``"done before"`` when a finished
         run was found), ``count`` and ``count_<class>``, ``width`` / ``height`` (level 0),
-        ``mpp``, ``level``, ``scale``, ``tissue_fraction``, ``tissue_mm2``, ``tiles``, ``tiles_run``,
-        ``seconds``.
+        ``mpp``, ``level``, ``scale``, ``tissue_fraction``, ``tissue_mm2``, ``tiles`` (of the whole
+        slide without the mask), ``tiles_run``, ``seconds``.
 
     Raises:
         ValueError: the slide cannot be read, or its scale is unknown (see :func:`plan_scale`).

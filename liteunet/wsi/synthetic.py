@@ -23,20 +23,31 @@ from PIL import Image
 
 from ..data import load_split, read_image
 
-__all__ = ["demo_slides", "glass_slide", "write_slide"]
+__all__ = ["LAYOUTS", "demo_slides", "glass_slide", "write_slide"]
 
 #: The colour of empty glass (a bright, faintly warm grey, as scanners see it).
 GLASS = (242, 241, 238)
 
 
-def glass_slide(tiles: list[np.ndarray], shape: tuple[int, int], fraction: float = 0.3, seed: int = 0) -> np.ndarray:
+#: How :func:`glass_slide` places tissue: scattered pieces, or one section as a slide has.
+LAYOUTS = ("scattered", "section")
+
+
+def glass_slide(
+    tiles: list[np.ndarray], shape: tuple[int, int], fraction: float = 0.3, seed: int = 0, layout: str = "scattered"
+) -> np.ndarray:
     """Place ``tiles`` (RGB uint8) on glass of ``shape`` ``(H, W)`` until about ``fraction`` is tissue.
 
-    Tiles are placed on a regular grid, row by row, in a random choice of its cells.
+    Tiles are placed on a regular grid, row by row. ``layout="scattered"``: in a random choice
+    of its cells (many small islands, the hardest case for skipping glass); ``"section"``: in
+    the cells nearest an off-centre point, one connected piece of tissue as a section on a
+    slide is.
 
     Returns:
         ``(H, W, 3)`` uint8.
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     rng = np.random.default_rng(seed)
     h, w = shape
     th, tw = tiles[0].shape[:2]
@@ -45,7 +56,14 @@ def glass_slide(tiles: list[np.ndarray], shape: tuple[int, int], fraction: float
     canvas = np.clip(canvas.astype(np.int16) + rng.integers(-3, 4, canvas.shape), 0, 255).astype(np.uint8)
     cells = [(y, x) for y in range(0, h - th + 1, th) for x in range(0, w - tw + 1, tw)]
     n = min(len(cells), max(1, round(fraction * h * w / (th * tw))))
-    for k, i in enumerate(sorted(rng.choice(len(cells), n, replace=False))):
+    if layout == "section":
+        # An elliptical piece: cells by distance to a point off the centre, wider than tall.
+        cy, cx = 0.45 * h, 0.55 * w
+        dist = [((y + th / 2 - cy) / 0.8) ** 2 + (x + tw / 2 - cx) ** 2 for y, x in cells]
+        chosen = sorted(np.argsort(dist, kind="stable")[:n])
+    else:
+        chosen = sorted(rng.choice(len(cells), n, replace=False))
+    for k, i in enumerate(chosen):
         y, x = cells[i]
         canvas[y : y + th, x : x + tw] = tiles[k % len(tiles)][..., :3]
     return canvas
