@@ -144,19 +144,23 @@ def megapixels_by_size(weights: str, sides: tuple[int, ...], precision: str = "a
     """End-to-end megapixels/s of ``localize()`` at each image side, against one model pass on the same pixels.
 
     The reference is the model alone on the whole image in one forward pass (padded to 16), the
-    speed ``localize()`` would have with no tiling, reading or peak finding. Best of ``repeats``.
+    speed ``localize()`` would have with no tiling, reading or peak finding. The two are timed in
+    turn, round after round (a shared machine's drifts hit both alike); best of ``repeats`` each.
     """
     rows = []
     loc = Localizer(weights, device="cpu", precision=precision, progress=False)
     loc([demo_image(256)])  # warm-up
     for side in sides:
         image = demo_image(side)
-        best = min(_timed(lambda: loc([image])) for _ in range(repeats))
         pad = -(-side // 16) * 16
         x = torch.from_numpy(np.ascontiguousarray(np.resize(image.astype(np.float32) / 255, (pad, pad, 1)).transpose(2, 0, 1)))[None]
         x = x.expand(1, loc.in_chans, pad, pad).contiguous()
-        with torch.inference_mode():
-            single = min(_timed(lambda: loc.model(x)) for _ in range(repeats))
+        rounds = []
+        for _ in range(repeats):
+            whole = _timed(lambda: loc([image]))
+            with torch.inference_mode():
+                rounds.append((whole, _timed(lambda: loc.model(x))))
+        best, single = (min(times) for times in zip(*rounds))
         mp = side * side / 1e6
         rows.append({
             "image": f"{side}x{side}", "tile": loc.tile_shape(side, side)[0], "localize_mp_s": round(mp / best, 3),

@@ -34,10 +34,12 @@ Tiling (``tile_size`` 1024, ``overlap`` 256 by default on CUDA; 512 and 128 on C
 One pass up to 1024 px (:data:`SINGLE_PASS_SIDE`)
     An image no larger than 1024 x 1024 runs in one pass on any device, whatever ``tile_size``
     the default tiling would cut it with: the same map ``liteunet eval`` scores, and on CPU the
-    fastest layout at those sizes. Measured with ``liteunet bench --speed --threads 2`` (fp32,
-    2 CPU cores): one model pass runs at 1.19 MP/s on 512 x 512, 0.89 on 1024 x 1024 and 0.49
-    on 2048 x 2048 (the cache holds less of a larger pass), while 512-px tiles with 128 px of
-    overlap repeat 1.78x the work: below about 1024 px one pass wins, above it the tiles do.
+    fastest layout at those sizes. Measured with ``liteunet bench --speed --threads 2 --repeats 3
+    --sides 256 500 640 768 1024 1100 1280 1536 2048 3072 --no-slide`` (fp32, 2 CPU cores): one
+    model pass runs at 1.05 MP/s on 500 x 500, 0.81 on 1024 x 1024, 0.52 on 2048 x 2048 and 0.46
+    on 3072 x 3072 (a larger pass fits the caches worse), while ``localize()`` with 512-px tiles
+    and 128 px of overlap (1.78x the work) gives 0.76 MP/s on 2048 x 2048: up to about 1024 px
+    one pass wins, above it the tiles do.
 
     On CPU the default is ``tile_size`` 512 with ``overlap`` 128: the same share of repeated
     work as 1024/256 and a quarter of the activation memory (peak RSS stays under 1 GB with bf16

@@ -214,11 +214,11 @@ def prepare_slide(
         return job
     h0, w0 = slide.level_shapes[0]
     # Tissue mask on a thumbnail; its pixels per level-0 pixel.
-    thumb, _ = slide.thumbnail(MASK_SIDE)
-    mask_scale = thumb.shape[1] / w0
-    mask = None
+    mask, mask_scale = None, 1.0
     tissue_fraction = 1.0
     if tissue:
+        thumb, _ = slide.thumbnail(MASK_SIDE)
+        mask_scale = thumb.shape[1] / w0
         mask = tissue_mask(thumb, min_area=max(4, round(thumb.size / 3 * 1e-4)))
         write_mask_png(mask, out_dir / f"{stem}_tissue.png")
         tissue_fraction = float(mask.mean())
