@@ -66,3 +66,26 @@ def test_a_form_that_cannot_run_here_is_reported_not_fatal(monkeypatch):
     assert rows["fused"]["note"] == "not here" and rows["fused"]["median_ms"] is None
     assert rows["fused_cl"]["median_ms"] > 0
     assert "| lite_unet reparameterized (CD + BN folded), fp32 | not here |" in to_markdown(result)
+
+
+def test_speed_by_size_reports_one_pass_up_to_1024_and_fitted_tiles_above():
+    import torch.nn as nn
+
+    from liteunet.bench.localize_cost import megapixels_by_size
+
+    class Dim(nn.Module):
+        """A 1x1 convolution: the timing path of a model at almost no cost."""
+
+        in_chans = num_classes = 1
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 1)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    out = megapixels_by_size(Dim(), (64, 1024, 1040), precision="fp32", repeats=1)
+    assert out["device"] == "cpu" and out["precision"] == "fp32"
+    assert [r["tile"] for r in out["rows"]] == [64, 1024, 432]  # 1040: 3 tiles of 432 along each side
+    assert all(r["localize_mp_s"] > 0 and r["single_pass_mp_s"] > 0 and r["ratio"] > 0 for r in out["rows"])

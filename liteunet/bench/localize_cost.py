@@ -140,7 +140,9 @@ def slide_rss(weights: str, side: int, threads: int) -> dict[str, Any]:
     return {"image": f"{side}x{side}", "peak_rss_mb": round(rss, 1), "seconds": round(seconds, 1)}
 
 
-def megapixels_by_size(weights: str, sides: tuple[int, ...], precision: str = "auto", repeats: int = 2) -> dict[str, Any]:
+def megapixels_by_size(
+    weights: str, sides: tuple[int, ...], precision: str = "auto", repeats: int = 2, device: str = "cpu"
+) -> dict[str, Any]:
     """End-to-end megapixels/s of ``localize()`` at each image side, against one model pass on the same pixels.
 
     The reference is the model alone on the whole image in one forward pass (padded to 16), the
@@ -148,25 +150,26 @@ def megapixels_by_size(weights: str, sides: tuple[int, ...], precision: str = "a
     turn, round after round (a shared machine's drifts hit both alike); best of ``repeats`` each.
     """
     rows = []
-    loc = Localizer(weights, device="cpu", precision=precision, progress=False)
+    loc = Localizer(weights, device=device, precision=precision, progress=False)
+    sync = torch.cuda.synchronize if loc.device.type == "cuda" else (lambda: None)
     loc([demo_image(256)])  # warm-up
     for side in sides:
         image = demo_image(side)
         pad = -(-side // 16) * 16
         x = torch.from_numpy(np.ascontiguousarray(np.resize(image.astype(np.float32) / 255, (pad, pad, 1)).transpose(2, 0, 1)))[None]
-        x = x.expand(1, loc.in_chans, pad, pad).contiguous()
+        x = x.expand(1, loc.in_chans, pad, pad).contiguous().to(loc.device)
         rounds = []
         for _ in range(repeats):
             whole = _timed(lambda: loc([image]))
             with torch.inference_mode():
-                rounds.append((whole, _timed(lambda: loc.model(x))))
+                rounds.append((whole, _timed(lambda: (loc.model(x), sync()))))
         best, single = (min(times) for times in zip(*rounds))
         mp = side * side / 1e6
         rows.append({
             "image": f"{side}x{side}", "tile": loc.tile_shape(side, side)[0], "localize_mp_s": round(mp / best, 3),
             "single_pass_mp_s": round(mp / single, 3), "ratio": round(single / best, 3),
         })
-    return {"precision": loc.precision, "threads": torch.get_num_threads(), "rows": rows}
+    return {"device": str(loc.device), "precision": loc.precision, "threads": torch.get_num_threads(), "rows": rows}
 
 
 def tissue_mask_cost(
