@@ -46,9 +46,11 @@ class LocalizationOptions:
         min_distance: peaks closer than this (pixels, Chebyshev) are merged; default: stored
             with the weights (3 without one).
         tile_size: side of the tiles fed to the model, a multiple of 16. Images up to this size
-            are one pass. Default: at most 1024 on CUDA, 512 on CPU (bounded memory), each
-            image's tiles fitted to it (:func:`~liteunet.localization.tiling.fit_tile`: a
-            640-px side is two 384-px tiles, not two 512-px ones); a value given is used as is.
+            are one pass. Default: images up to 1024 x 1024 in one pass on any device
+            (:data:`~liteunet.localization.tiling.SINGLE_PASS_SIDE`); larger ones in tiles of at
+            most 1024 on CUDA, 512 on CPU (bounded memory), fitted to the image
+            (:func:`~liteunet.localization.tiling.fit_tile`: an 1100-px side is three 464-px
+            tiles, not three 512-px ones); a value given is used as is.
         overlap: pixels shared by neighbouring tiles, a multiple of 16; each tile's points come
             from its core, ``overlap / 2`` away from its inner edges. Default 256 on CUDA (covers
             the 124-px receptive radius of Lite-UNet's convolutions), 128 on CPU (see :mod:`liteunet.localization.tiling`
