@@ -2,8 +2,8 @@
 
 Runs with napari's ``make_napari_viewer`` fixture and pytest-qt under
 ``QT_QPA_PLATFORM=offscreen``. napari draws with OpenGL, which the offscreen platform takes from
-an X display: without ``DISPLAY`` the tests start a virtual one (Xvfb) and skip when there is
-none. Images are small crops of the bundled sample, so each run is one tile on one CPU thread.
+an X display: without ``DISPLAY`` the tests start a virtual one (``tests/virtual_display.py``,
+Xvfb) and skip, saying why, when there is none or it gives no OpenGL. Images are small crops of the bundled sample, so each run is one tile on one CPU thread.
 """
 
 import json
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import virtual_display
 
 napari = pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
@@ -34,10 +35,18 @@ WAIT_MS = 120_000
 
 @pytest.fixture(scope="session", autouse=True)
 def _display():
-    """napari's canvas needs OpenGL from an X display; tests/conftest.py starts a virtual one."""
+    """napari's canvas needs OpenGL from an X display; tests/virtual_display.py starts one."""
     if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
-        pytest.skip("napari needs OpenGL from an X display: no DISPLAY and no Xvfb (apt-get install xvfb)")
+        why = os.environ.get(virtual_display.REASON_VARIABLE)
+        pytest.skip(f"napari needs OpenGL from an X display, and none works here: {why}" if why else
+                    "napari needs OpenGL from an X display: no DISPLAY and no Xvfb (apt-get install xvfb)")
     yield
+
+
+def test_opengl_probe_tells_a_working_display_from_a_dead_one():
+    """The start-up check that keeps a display without OpenGL from erroring every viewer test."""
+    assert virtual_display.opengl_problem(os.environ["DISPLAY"]) is None
+    assert "OpenGL" in virtual_display.opengl_problem(":29999")  # no server there
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small images: one thread is enough
