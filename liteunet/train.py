@@ -37,13 +37,14 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import ConcatDataset, DataLoader, Subset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .inference import cpu_has_native_bf16
 from .models import create_model, load_model
 from .complexity import count_macs, count_params
 from .data import AugmentConfig, PointDataset, Sample, collate, load_split, split_label
+from .data.batches import SizedCrops, sized_batches
 from .data.targets import gaussian_target
 from .evaluate import (
     LocalizationSettings,
@@ -86,6 +87,10 @@ class TrainConfig:
         samples_per_epoch: random crops per data set per epoch (default: its number of images);
             a dict maps data set names to their own counts, with key ``"*"`` for the rest, to
             weight a hard set more in one model.
+        crop_sizes: crop sides to draw from, one per batch (e.g. ``(256, 384, 512)``), each
+            batch holding about the pixels of ``batch_size`` crops of ``crop_size``
+            (:mod:`liteunet.data.batches`): weights that see several contexts give points that
+            depend less on the tile size. ``None``: every batch ``crop_size``.
         max_steps: stop after this many optimizer steps (for tests and smoke runs).
         time_limit_min: stop at the first epoch end after this many minutes of training
             (counted over resumes).
@@ -109,6 +114,7 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int | None = None
     crop_size: int | None = None
+    crop_sizes: Sequence[int] | None = None
     lr: float | None = None
     weight_decay: float = 0.0
     schedule: str | None = None
@@ -137,6 +143,8 @@ class TrainConfig:
             raise ValueError(f"unknown preset {self.preset!r}; choose one of {sorted(PRESETS)}")
         if self.checkpoint_by not in CHECKPOINT_BY:
             raise ValueError(f"unknown checkpoint_by {self.checkpoint_by!r}; choose one of {list(CHECKPOINT_BY)}")
+        if self.crop_sizes is not None and (not self.crop_sizes or min(self.crop_sizes) < 16):
+            raise ValueError(f"crop_sizes must be sides of at least 16 px, got {list(self.crop_sizes)}")
         values = asdict(self)
         for key, value in PRESETS[self.preset].items():
             if values.get(key) is None:
@@ -181,6 +189,20 @@ def _epoch_indices(sizes: Sequence[int], per_set: Sequence[int], seed: int, epoc
         out.extend((offset + picks).tolist())
         offset += size
     return rng.permutation(out).tolist()
+
+
+def _epoch_batches(
+    cfg: TrainConfig, sizes: Sequence[int], per_set: Sequence[int], rank: int, world: int, epoch: int,
+) -> list[list[tuple[int, int]]]:
+    """This process's batches of ``(index, crop side)`` keys for ``epoch``.
+
+    Batches are cut before they are shared out, so every process gets whole batches of one side
+    and, the total trimmed to a multiple of ``world``, the same number of steps.
+    """
+    indices = _epoch_indices(sizes, per_set, cfg.seed, epoch)
+    rng = np.random.default_rng([cfg.seed, epoch, 11])
+    batches = sized_batches(indices, cfg.batch_size, cfg.crop_size, cfg.crop_sizes, rng)
+    return batches[: len(batches) // world * world][rank::world]
 
 
 # --- weights ------------------------------------------------------------------------------------
@@ -345,15 +367,16 @@ def train(config: TrainConfig) -> dict[str, Any]:
     ]
     val_names = list(cfg.val_datasets or cfg.datasets)
     val_sets = {split_label(n): load_split(n, "validation")[: cfg.val_max_images] for n in val_names}
-    concat = ConcatDataset(train_sets)
+    crops = SizedCrops(train_sets)
     sizes = [len(s) for s in train_sets]
     per_set = _crops_per_set(cfg.samples_per_epoch, list(cfg.datasets), sizes)
-    steps_per_epoch = sum(per_set) // (cfg.batch_size * world)
-    if steps_per_epoch == 0:
+    # The batches of every epoch are known up front (seeded), so the schedule's length is too.
+    epoch_batches = functools.partial(_epoch_batches, cfg, sizes, per_set, rank, world)
+    total_steps = sum(len(epoch_batches(epoch)) for epoch in range(cfg.epochs))
+    if not epoch_batches(0):
         raise ValueError(f"batch_size {cfg.batch_size} x {world} processes exceeds the {sum(per_set)} crops per epoch")
 
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    total_steps = steps_per_epoch * cfg.epochs
     if cfg.schedule not in ("cosine", "constant"):
         raise ValueError(f"unknown schedule {cfg.schedule!r}; use cosine or constant")
 
@@ -374,10 +397,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     for epoch in range(start_epoch, cfg.epochs):
         for ds in train_sets:
             ds.set_epoch(epoch)
-        indices = _epoch_indices(sizes, per_set, cfg.seed, epoch)[rank::world]
         loader = DataLoader(
-            Subset(concat, indices), batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers,
-            collate_fn=collate, drop_last=True, persistent_workers=False,
+            crops, batch_sampler=epoch_batches(epoch), num_workers=cfg.num_workers, collate_fn=collate,
+            persistent_workers=False,
         )
         net.train()
         losses = []

@@ -55,6 +55,31 @@ def test_crops_per_set_weights_one_set_and_defaults_the_rest():
         _crops_per_set({"vgg": 5}, names, sizes)
 
 
+def test_crop_sizes_train_batches_of_each_side_with_the_same_pixels(tmp_path, monkeypatch):
+    import liteunet.train as training
+
+    shapes = []
+    forward = training.F.mse_loss
+
+    def recording(pred, target):
+        shapes.append(tuple(target.shape))
+        return forward(pred, target)
+
+    monkeypatch.setattr(training.F, "mse_loss", recording)
+    data = _make_folder(tmp_path / "data", n=6)
+    cfg = TrainConfig(datasets=[str(data)], out_dir=str(tmp_path / "run"), epochs=2, batch_size=4, crop_size=32,
+                      crop_sizes=[32, 64], model_args=TINY, samples_per_epoch=24, seed=1, progress=False)
+    train(cfg)
+    assert {(4, 1, 32, 32), (1, 1, 64, 64)} == set(shapes)  # 4 x 32^2 = 1 x 64^2 pixels
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert steps[-1] == len(shapes)
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    assert config_from_args(parser.parse_args(["crc", "--crop-sizes", "256", "512"])).crop_sizes == [256, 512]
+    with pytest.raises(ValueError, match="crop_sizes"):
+        TrainConfig(crop_sizes=[8]).resolved()
+
+
 def test_samples_per_epoch_option_takes_a_count_and_per_set_counts():
     parser = argparse.ArgumentParser()
     add_train_arguments(parser)

@@ -36,6 +36,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--crop-size", type=int)
+    parser.add_argument(
+        "--crop-sizes", type=int, nargs="+", metavar="SIDE",
+        help="draw each batch's crop side from these (e.g. 256 384 512), with about the pixels of --batch-size crops "
+        "of --crop-size per batch: points then depend less on the tile size (default: every batch --crop-size)",
+    )
     parser.add_argument("--lr", type=float)
     parser.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], help="autocast dtype (default from the preset; 'auto': bf16 on CUDA and on CPUs with native bf16, else off)")
     parser.add_argument("--augment", choices=["paper", "full", "generalist", "none"], help="'generalist': + scale 0.5x-2x, HED stain, grey, blur, noise, JPEG (default from the preset)")

@@ -122,21 +122,29 @@ class PointDataset(Dataset):
         return self._cache[index]
 
     def __getitem__(self, index: int) -> dict:
+        return self.item(index)
+
+    def item(self, index: int, crop_size: int | tuple[int, int] | None = None) -> dict:
+        """Item ``index`` cut at ``crop_size`` instead of the dataset's own (``None``: its own).
+
+        Training with several crop sides (:mod:`liteunet.data.batches`) picks the side per batch.
+        """
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
+        crop_size = self.crop_size if crop_size is None else crop_size
         sample = self.samples[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
         image, points, labels = self.load_image(index), sample.points, sample.labels
-        if self.crop_size is not None:
+        if crop_size is not None:
             cfg = self.augment_config
             if cfg is not None and cfg.scale_prob > 0 and rng.random() < cfg.scale_prob:
                 image, points, labels = random_scaled_crop(
-                    image, points, labels, self.crop_size, rng, cfg.scale_range, self.pad_mode)
+                    image, points, labels, crop_size, rng, cfg.scale_range, self.pad_mode)
             elif cfg is not None:
-                image, points, labels = random_crop(image, points, labels, self.crop_size, rng,
+                image, points, labels = random_crop(image, points, labels, crop_size, rng,
                                                     pad_mode=self.pad_mode)
             else:
-                image, points, labels = center_crop(image, points, labels, self.crop_size,
+                image, points, labels = center_crop(image, points, labels, crop_size,
                                                     pad_mode=self.pad_mode)
         if self.augment_config is not None:
             image, points, labels = apply_augment(image, points, labels, rng,
