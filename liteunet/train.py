@@ -371,9 +371,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     sizes = [len(s) for s in train_sets]
     per_set = _crops_per_set(cfg.samples_per_epoch, list(cfg.datasets), sizes)
     # The batches of every epoch are known up front (seeded), so the schedule's length is too.
-    epoch_batches = functools.partial(_epoch_batches, cfg, sizes, per_set, rank, world)
-    total_steps = sum(len(epoch_batches(epoch)) for epoch in range(cfg.epochs))
-    if not epoch_batches(0):
+    batches_by_epoch = [_epoch_batches(cfg, sizes, per_set, rank, world, epoch) for epoch in range(cfg.epochs)]
+    total_steps = sum(map(len, batches_by_epoch))
+    if not all(batches_by_epoch):
         raise ValueError(f"batch_size {cfg.batch_size} x {world} processes exceeds the {sum(per_set)} crops per epoch")
 
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -398,7 +398,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         for ds in train_sets:
             ds.set_epoch(epoch)
         loader = DataLoader(
-            crops, batch_sampler=epoch_batches(epoch), num_workers=cfg.num_workers, collate_fn=collate,
+            crops, batch_sampler=batches_by_epoch[epoch], num_workers=cfg.num_workers, collate_fn=collate,
             persistent_workers=False,
         )
         net.train()

@@ -3,7 +3,8 @@
 Runs with napari's ``make_napari_viewer`` fixture and pytest-qt under
 ``QT_QPA_PLATFORM=offscreen``. napari draws with OpenGL, which the offscreen platform takes from
 an X display: without ``DISPLAY`` the tests start a virtual one (``tests/virtual_display.py``,
-Xvfb) and skip, saying why, when there is none or it gives no OpenGL. Images are small crops of the bundled sample, so each run is one tile on one CPU thread.
+Xvfb) and skip, saying why, when there is none or it gives no OpenGL. Images are small crops of
+the bundled sample, so each run is one tile on one CPU thread.
 """
 
 import json

@@ -5,12 +5,13 @@ made; made without one, napari's canvas gets no OpenGL context and every viewer 
 So ``tests/conftest.py`` calls :func:`start` at pytest start-up, before anything creates the
 QApplication. A server that answers its socket is not enough: a small Qt program must also get
 an OpenGL context from it (a fresh CI machine once gave napari none). When that fails twice,
-``DISPLAY`` stays unset and :data:`REASON` says why, with the server's log, for the napari tests'
-skip message.
+``DISPLAY`` stays unset and the environment variable :data:`REASON_VARIABLE` says why, with
+the server's log, for the napari tests' skip message.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -99,11 +100,7 @@ def start(attempts: int = 2) -> None:
     if os.environ.get("DISPLAY") or not sys.platform.startswith("linux"):
         return
     xvfb = shutil.which("Xvfb")
-    if xvfb is None:
-        return
-    import importlib.util
-
-    if importlib.util.find_spec("napari") is None:
+    if xvfb is None or importlib.util.find_spec("napari") is None:
         return
     problems = []
     for attempt in range(attempts):

@@ -11,10 +11,11 @@ and the loss scale stay those of the single-side recipe.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 
 import numpy as np
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset
 
 __all__ = ["SizedCrops", "batch_size_for", "sized_batches"]
 
@@ -63,11 +64,11 @@ def sized_batches(
         start += size
 
 
-class SizedCrops(Dataset):
+class SizedCrops(ConcatDataset):
     """Several :class:`~liteunet.data.PointDataset` s as one, indexed by ``(index, crop side)``.
 
-    ``index`` counts through the sets in order (as ``ConcatDataset``); the side is the crop each
-    item is cut at. Use with ``DataLoader(..., batch_sampler=sized_batches(...))``.
+    A ``ConcatDataset`` whose keys also carry the side each item is cut at (``index`` counts
+    through the sets in order). Use with ``DataLoader(..., batch_sampler=sized_batches(...))``.
 
     Example:
         >>> from liteunet.data import PointDataset, Sample  # doctest: +SKIP
@@ -76,16 +77,10 @@ class SizedCrops(Dataset):
         torch.Size([3, 384, 384])
     """
 
-    def __init__(self, datasets: Sequence[Dataset]) -> None:
-        self.datasets = list(datasets)
-        self.offsets = np.cumsum([0] + [len(d) for d in self.datasets])
-
-    def __len__(self) -> int:
-        return int(self.offsets[-1])
-
-    def __getitem__(self, key: tuple[int, int]) -> dict:
+    def __getitem__(self, key: tuple[int, int]) -> dict:  # type: ignore[override]
         index, side = key
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
-        which = int(np.searchsorted(self.offsets, index, side="right")) - 1
-        return self.datasets[which].item(index - int(self.offsets[which]), crop_size=side)
+        which = bisect.bisect_right(self.cumulative_sizes, index)
+        start = self.cumulative_sizes[which - 1] if which else 0
+        return self.datasets[which].item(index - start, crop_size=side)
