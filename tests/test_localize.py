@@ -26,6 +26,7 @@ from liteunet import LocalizationResult, Localizer, localize
 from liteunet.cli import main
 from liteunet.layers.ghost_cbam import ChannelAttention
 
+import liteunet.localization.localizer as localizer_module
 import liteunet.localization.tiling as tiling
 TINY = (8, 8, 16, 16, 16)
 
@@ -158,7 +159,7 @@ def test_full_lite_unet_tiled_close_to_one_pass(tiny_model):
     # Channel attention and GCA are image-wide: tiles cannot be exact, only close.
     img = (np.random.default_rng(2).random((200, 190, 3)) * 255).astype(np.uint8)
     one = localize(img, tiny_model, progress=False, threshold=-1e9)[0]
-    tiled = localize(img, tiny_model, progress=False, threshold=-1e9, tile_size=128, overlap=64)[0]
+    tiled = localize(img, tiny_model, progress=False, threshold=-1e9, tile_size=128, overlap=64, context="tile")[0]
     n, _ = matched(one.xy, tiled.xy, 1.0)
     assert abs(tiled.count - one.count) <= 0.05 * one.count
     assert n >= 0.9 * one.count
@@ -313,11 +314,12 @@ def test_return_map_full_and_downsampled(scene):
 
 def test_deterministic_on_cpu(tiny_model):
     img = (np.random.default_rng(5).random((80, 90, 3)) * 255).astype(np.uint8)
-    a = localize(img, tiny_model, threshold=-1e9, **KW)[0]
-    b = localize(img, tiny_model, threshold=-1e9, **KW)[0]
-    assert a.count > 0
-    np.testing.assert_array_equal(a.xy, b.xy)
-    np.testing.assert_array_equal(a.scores, b.scores)
+    for options in ({**KW, "context": "tile"}, {"progress": False, "tile_size": 144, "overlap": 128}):
+        a = localize(np.tile(img, (3, 3, 1)), tiny_model, threshold=-1e9, **options)[0]
+        b = localize(np.tile(img, (3, 3, 1)), tiny_model, threshold=-1e9, **options)[0]
+        assert a.count > 0
+        np.testing.assert_array_equal(a.xy, b.xy)
+        np.testing.assert_array_equal(a.scores, b.scores)
 
 
 class TwoClass(nn.Module):
@@ -510,6 +512,8 @@ def test_cli_writes_outputs_and_reports_bad_files(weights_folder, bad_files, tmp
             "64",
             "--overlap",
             "32",
+            "--context",
+            "tile",
             "--threshold",
             "-1000",
             "--device",
@@ -589,3 +593,33 @@ def test_default_tiles_fit_the_image():
         assert shapes == {(1, 1, expected, expected)}, side
     assert tiling.tile_sides(1024, 1024, 512, 128) == (1024, 1024)
     assert tiling.tile_sides(1025, 100, 512, 128) == (432, 100)
+
+
+def test_exact_context_runs_an_image_that_fits_in_one_pass(tiny_model, monkeypatch):
+    # Issue 21 item 6: by default the points must not depend on how the image is cut, so an
+    # image whose one pass fits in memory is not cut at all, even above 1024 px.
+    shapes = []
+    handle = tiny_model.register_forward_pre_hook(lambda _m, args: shapes.append(tuple(args[0].shape[-2:])))
+    img = (np.random.default_rng(4).random((1040, 1100, 3)) * 255).astype(np.uint8)
+    try:
+        localize(img, tiny_model, progress=False, device="cpu")
+        assert shapes == [(1040, 1100)]
+        shapes.clear()
+        localize(img, tiny_model, progress=False, device="cpu", context="tile")
+        assert len(shapes) == 9 and set(shapes) == {(432, 464)}
+        # Too large for half the memory: tiles, with the whole image's statistics gathered first
+        # (one pass per attention layer, each stopping after its layer).
+        shapes.clear()
+        monkeypatch.setattr(localizer_module, "available_memory", lambda: 1 << 20)
+        res = localize(img, tiny_model, progress=False, device="cpu")[0]
+        assert res.settings["context"] == "exact" and set(shapes) == {(432, 464)} and len(shapes) > 9 * 9
+    finally:
+        handle.remove()
+
+
+def test_exact_context_refuses_tiles_too_narrow_for_the_deep_features(tiny_model):
+    with pytest.raises(ValueError, match=r"overlap \(64\) is too small for context='exact'.*context='tile'"):
+        Localizer(tiny_model, tile_size=256, overlap=64, device="cpu")
+    assert Localizer(tiny_model, tile_size=256, overlap=64, device="cpu", context="tile").overlap == 64
+    # A model without image-wide terms has nothing to gather: any overlap is accepted.
+    assert Localizer(Blur(), tile_size=64, overlap=32, device="cpu").overlap == 32

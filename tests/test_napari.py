@@ -211,7 +211,8 @@ def test_cancel_in_widget(qtbot, viewer_widget):
 
 def test_cancel_between_tiles():
     """Cancel stops a tiled run after the batch in progress, before the next one."""
-    image = np.tile(read_image(sample_path()), (2, 2))  # 1040x1392: over one pass, 3 x 4 tiles on CPU
+    # 1040x1392: one pass by default; each tile its own context, 3 x 4 tiles on CPU
+    image = np.tile(read_image(sample_path()), (2, 2))
     cancel, calls = _run.threading.Event(), []
 
     def progress(done, total):
@@ -219,7 +220,8 @@ def test_cancel_between_tiles():
         if done >= 1:
             cancel.set()
 
-    outcome = _run.run(image, _run.RunRequest("lite_unet.multi", device="cpu"), _run.LocalizerCache(), cancel, progress)
+    request = _run.RunRequest("lite_unet.multi", device="cpu", context="tile")
+    outcome = _run.run(image, request, _run.LocalizerCache(), cancel, progress)
     assert outcome.cancelled and outcome.result is None
     assert calls == [(0, 12), (1, 12)]
 

@@ -59,8 +59,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--tile-size",
         type=int,
-        help=f"tile side, a multiple of 16 (default: images up to {SINGLE_PASS_SIDE} px in one pass; larger ones "
-        f"in tiles of at most {DEFAULT_TILE_SIZE} on CUDA, {CPU_TILE_SIZE} on CPU, fitted to the image)",
+        help="tile side, a multiple of 16 (default: one pass when it fits in memory, with --context exact; else "
+        f"images up to {SINGLE_PASS_SIDE} px in one pass; larger ones in tiles of at most {DEFAULT_TILE_SIZE} on "
+        f"CUDA, {CPU_TILE_SIZE} on CPU, fitted to the image)",
     )
     p.add_argument(
         "--overlap",
@@ -68,9 +69,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help=f"overlap of neighbouring tiles, a multiple of 16 (default {DEFAULT_OVERLAP} on CUDA, {CPU_OVERLAP} on CPU)",
     )
     p.add_argument(
-        "--context", choices=["tile", "fast", "exact"], default="tile",
-        help="image-wide attention statistics of tiled images: each tile its own (tile, default), gathered over "
-        "the whole image in one extra pass (fast) or in one pass per attention layer (exact); images only",
+        "--context", choices=["tile", "fast", "exact"], default="exact",
+        help="image-wide attention statistics: from the whole image (exact, default: one pass when it fits, "
+        "else tiles with one statistics pass per attention layer, overlap >= 128), each tile its own (tile: "
+        "faster on large images, but the points depend on the tile size), or one extra pass (fast); images only",
     )
     p.add_argument(
         "--threshold", type=float, help="peak threshold (default: stored with the weights)"

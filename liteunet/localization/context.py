@@ -12,17 +12,19 @@ the final pass. The layers' own ``forward`` is unchanged; hooks replace their ou
 Each layer's statistics depend on those of the layers before it, so they are gathered in
 passes over the tiles (:attr:`ImageContext.layers` in forward order):
 
-- ``"exact"``: one pass per attention layer, each stopping after that layer and injecting the
-  exact statistics of the earlier ones: with enough overlap for the receptive field, the final
-  maps equal one whole-image pass up to float rounding (tests check it). The passes stop
-  early, but it costs several times the work of one pass.
+- ``"exact"`` (the default of :func:`liteunet.localize`): one pass per attention layer, each
+  stopping after that layer and injecting the exact statistics of the earlier ones: with enough
+  overlap for the receptive field, the final maps equal one whole-image pass up to float
+  rounding (tests check it). The passes stop early, but it costs about five times the work of
+  one pass, so the localizer runs an image that fits in memory in one pass instead, and tiles
+  only larger ones.
 - ``"fast"``: one statistics pass (each tile with its own context, as the plain tiled path),
   then the final pass with the gathered statistics: about twice the work of one pass. The
   statistics of the deeper layers then come from features computed with the tiles' own
   statistics, so the result is closer to the whole-image pass than ``"tile"`` but not equal
   (``liteunet bench --invariance`` measures how close).
-- ``"tile"`` (the default of :func:`liteunet.localize`): no statistics pass; each tile its own
-  context, as the 256-px training crops had.
+- ``"tile"``: no statistics pass; each tile its own context, as the 256-px training crops had
+  (whole slides always run this way).
 
 A statistics pass can also read only some of the tiles (:func:`sample_tiles`): for whole
 slides, whose image-wide means are well estimated from a sample.

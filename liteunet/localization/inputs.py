@@ -300,7 +300,7 @@ def check_image(shape: tuple[int, ...], dtype: np.dtype, max_pixels: int | None)
         )
 
 
-def _available_memory() -> int:
+def available_memory() -> int:
     """Physical memory in bytes (a generous bound: half of it is the most we plan to use)."""
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -309,7 +309,7 @@ def _available_memory() -> int:
 
 
 def check_memory(nbytes: int, what: str, hint: str) -> None:
-    limit = _available_memory() // 2
+    limit = available_memory() // 2
     if nbytes > limit:
         raise ValueError(
             f"{what} would need {nbytes / 2**30:.1f} GiB, more than half of this machine's "

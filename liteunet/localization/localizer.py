@@ -42,7 +42,7 @@ from ..points import suppress_close_points
 from ..pretrained import load_localization_settings, resolve_settings
 from ..slides import TiffImage
 from .context import ImageContext, core_mask, sample_tiles, stat_cores
-from .inputs import InputItem, check_image, check_memory, expand_inputs, named_error, open_input
+from .inputs import InputItem, available_memory, check_image, check_memory, expand_inputs, named_error, open_input
 from .model import describe_weights, label_names, load_localization_model, model_in_chans
 from .normalize import region_normalizer
 from .options import LocalizationOptions, resolve_precision, warn_unguarded
@@ -53,6 +53,16 @@ from .tiling import (
 )
 
 __all__ = ["Localizer", "localize"]
+
+#: Peak memory of one float32 pass of the published Lite-UNet weights per image pixel (the
+#: process's peak RSS less what it held before, on 1024-3072 px images: 621, 505 and 491 bytes),
+#: with a margin; half as much in bf16 / fp16. ``context="exact"`` runs an image in one pass
+#: when this fits (:meth:`Localizer.one_pass_fits`).
+ONE_PASS_BYTES_PER_PIXEL = 640
+#: The smallest overlap ``context="exact"`` accepts: tiles with 64-px margins (512 / 128) find
+#: the cells of one pass to 0.2%, with 32-px margins (256 / 64) 24% more
+#: (``liteunet bench --invariance --contexts exact``; docs/robustness.md).
+EXACT_MIN_OVERLAP = 128
 
 
 class Localizer:
@@ -120,6 +130,20 @@ class Localizer:
         #: Hooks that give every tile the image-wide attention statistics (None: each tile its own).
         self.image_context = self._image_context(module, opts)
         self.context = opts.context if self.image_context is not None else "tile"
+        #: ``context="exact"`` with the default tiling: an image whose one pass fits in memory runs
+        #: in one pass (its exact result, with no statistics passes); only larger ones are tiled.
+        #: Models without image-wide terms tile as before (their tiles are exact already);
+        #: compiled and ONNX ones cannot be hooked, but one pass still gives them the exact result.
+        self.whole_image_pass = opts.context == "exact" and (
+            self.image_context is not None or isinstance(module, OnnxModel) or bool(opts.compile)
+        )
+        if self.context == "exact" and self.overlap < EXACT_MIN_OVERLAP:
+            raise ValueError(
+                f"overlap ({self.overlap}) is too small for context='exact': tiles need margins of "
+                f"{EXACT_MIN_OVERLAP // 2} px (overlap >= {EXACT_MIN_OVERLAP}) for their deep features, and so "
+                "the image-wide statistics, to match one whole-image pass; raise the overlap, or pass "
+                "context='tile' (faster, but the points then depend on the tile size)"
+            )
         self.in_chans = model_in_chans(self.model)
         self.num_classes: int | None = getattr(self.model, "num_classes", None)
         self.label_names = label_names(self.model, self.num_classes)
@@ -181,7 +205,19 @@ class Localizer:
         if not self.fit_tiles:
             return self.tile_size, self.tile_size
         single = max(SINGLE_PASS_SIDE, self.tile_size) if one_pass else self.tile_size
+        if one_pass and self.whole_image_pass and self.one_pass_fits(h, w):
+            single = max(h, w)
         return tile_sides(h, w, self.tile_size, self.overlap, self.size_divisor, single)
+
+    def one_pass_fits(self, h: int, w: int) -> bool:
+        """Whether one pass over an ``h`` x ``w`` image fits (:data:`ONE_PASS_BYTES_PER_PIXEL`): in
+        half the free memory of a GPU, in a quarter of the machine's memory on CPU (which other
+        programs share, and which holds the image and the points too)."""
+        pixels = -(-h // self.size_divisor) * self.size_divisor * -(-w // self.size_divisor) * self.size_divisor
+        nbytes = ONE_PASS_BYTES_PER_PIXEL * pixels * (2 if self.precision in ("bf16", "fp16") else 4) // 4
+        if self.device.type == "cuda":
+            return nbytes <= torch.cuda.mem_get_info(self.device)[0] // 2
+        return nbytes <= available_memory() // 4
 
     def _scale(self, opts: LocalizationOptions, stored: dict[str, Any], module: nn.Module) -> float:
         if opts.object_size is not None:

@@ -45,12 +45,15 @@ class LocalizationOptions:
             without one).
         min_distance: peaks closer than this (pixels, Chebyshev) are merged; default: stored
             with the weights (3 without one).
-        tile_size: side of the tiles fed to the model, a multiple of 16. Images up to this size
-            are one pass. Default: images up to 1024 x 1024 in one pass on any device
-            (:data:`~liteunet.localization.tiling.SINGLE_PASS_SIDE`); larger ones in tiles of at
-            most 1024 on CUDA, 512 on CPU (bounded memory), fitted to the image
+        tile_size: side of the tiles fed to the model, a multiple of 16. Default: with
+            ``context="exact"`` (the default) an image runs in one pass whenever that pass fits
+            (about 640 bytes per pixel in float32: in a quarter of the machine's memory on CPU,
+            some 9 megapixels with 24 GB; in half the free memory of a GPU); with another
+            context, images up to 1024 x
+            1024 (:data:`~liteunet.localization.tiling.SINGLE_PASS_SIDE`). Larger images go in
+            tiles of at most 1024 on CUDA, 512 on CPU (bounded memory), fitted to the image
             (:func:`~liteunet.localization.tiling.fit_tile`: an 1100-px side is three 464-px
-            tiles, not three 512-px ones); a value given is used as is.
+            tiles, not three 512-px ones). A value given is used as is: tiles of that side.
         overlap: pixels shared by neighbouring tiles, a multiple of 16; each tile's points come
             from its core, ``overlap / 2`` away from its inner edges. Default 256 on CUDA (covers
             the 124-px receptive radius of Lite-UNet's convolutions), 128 on CPU (see :mod:`liteunet.localization.tiling`
@@ -96,16 +99,18 @@ class LocalizationOptions:
             instead of the pair shared by all; for images like that set's. The model card lists
             the names. ``threshold`` and ``min_distance`` still override.
         max_pixels: refuse images with more pixels than this before allocating anything.
-        context: how tiles of an image larger than one tile get the image-wide terms of the
-            model's attention (CBAM's channel pooling, GCA's average over positions):
-            ``"tile"`` (default): each tile its own context, no extra pass (the points then
-            depend on the tile size, but the published weights, trained on 256-px crops, score
-            best that way); ``"fast"``: a statistics pass over the tiles' cores, then the final
-            pass with the whole image's statistics in every tile (about twice the work);
-            ``"exact"``: one statistics pass per attention layer (equal to one whole-image
-            pass when the overlap covers the receptive field; several times the work). See
-            :mod:`liteunet.localization.context`; ``liteunet bench --invariance`` measures them.
-            Compiled and ONNX models run with ``"tile"``.
+        context: where the image-wide terms of the model's attention (CBAM's channel pooling,
+            GCA's average over positions) come from when an image is cut into tiles.
+            ``"exact"`` (default): from the whole image, so the points do not depend on the
+            cut: an image that fits runs in one pass; tiles (a ``tile_size`` given, or an image
+            too large) get the whole image's statistics from one statistics pass per attention
+            layer (about 5x the work of one pass), and need ``overlap >= 128``. ``"tile"``:
+            each tile its own terms, no extra pass (up to ~1.5x faster above 2048 px on CPU,
+            but more cells the smaller the tiles); ``"fast"``: one statistics pass, then the
+            final pass (about twice the work; closer to one pass than ``"tile"``, not equal).
+            See :mod:`liteunet.localization.context`; ``liteunet bench --invariance`` measures
+            them. Compiled and ONNX models tile with ``"tile"`` (the hooks cannot reach them),
+            but still run an image that fits in one pass.
         context_tiles: gather the statistics from at most this many tiles, spread evenly over
             the image (default: all of them).
         progress: show tqdm bars (over images, and over tiles of large images).
@@ -145,7 +150,7 @@ class LocalizationOptions:
     tuned_for: str | None = None
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     progress: bool = True
-    context: str = "tile"
+    context: str = "exact"
     context_tiles: int | None = None
 
     def __post_init__(self) -> None:

@@ -12,34 +12,37 @@ Tiling (``tile_size`` 1024, ``overlap`` 256 by default on CUDA; 512 and 128 on C
     pass. For a purely convolutional model the tiled map then equals the whole-image map in
     every core, and the points equal one big pass. Lite-UNet also has image-wide terms, CBAM's
     channel attention (a global average / max, in eight blocks) and GCA (an average over all
-    positions). By default (``context="tile"``) each tile computes them over itself, as the
-    256-px crops the weights were trained on did, and the points depend on the tile size;
-    ``context="exact"`` gathers them over the whole image from the tiles' cores, layer by layer
-    (:mod:`~liteunet.localization.context`), and then equals one whole-image pass when
-    ``overlap / 2`` covers the receptive field (tested); ``context="fast"`` gathers them in one
-    pass. Measured with ``liteunet bench --invariance --threads 1 --contexts tile fast``
-    (2000x2000 mosaic of 16 CRC images, ``lite_unet.multi``, fp32, CPU; one whole-image pass:
-    3,245 cells, F1@10 0.725), cells against that pass / F1@10 / model pixels against it:
+    positions). With ``context="tile"`` each tile computes them over itself, as the 256-px crops
+    the weights were trained on did, and the points depend on the tile size. The default,
+    ``context="exact"``, takes them from the whole image: an image whose one pass fits in memory
+    is not cut at all, and tiles get the terms gathered over the whole image from their cores,
+    layer by layer (:mod:`~liteunet.localization.context`). Measured with ``liteunet bench
+    --invariance --threads 1 --contexts exact tile`` (2000x2000 mosaic of 16 CRC images,
+    ``lite_unet.multi``, fp32, CPU; one whole-image pass: 3,245 cells, F1@10 0.726), cells
+    against that pass / F1@10 / time against it:
 
     ==============  ====================  ====================  ====================
-    context         256 / 64              512 / 128             1024 / 256
+    context         256 / 128             512 / 128             1024 / 256
     ==============  ====================  ====================  ====================
-    ``"tile"``      +44.0% / 0.769 / 2.0  +30.6% / 0.770 / 1.6  +20.0% / 0.761 / 2.4
-    ``"fast"``      +37.0% / 0.768 / 4.0  +7.1% / 0.739 / 3.3   +5.8% / 0.735 / 4.7
+    ``"exact"``     -0.2% / 0.724 / 10.6  -0.2% / 0.725 / 4.6   +0.0% / 0.726 / 10.4
+    ``"tile"``      +41.4% / 0.766 / 2.1  +30.6% / 0.772 / 1.1  +20.0% / 0.763 / 2.0
     ==============  ====================  ====================  ====================
 
-    The weights, trained on 256-px crops, score better with tile-sized context, so ``"tile"``
-    stays the default (``docs/robustness.md`` has the rest).
+    ``"exact"`` needs an overlap of at least 128 (with 256 / 64 it still found 24% more cells:
+    32-px margins are too little context for the deep features). ``docs/robustness.md`` has
+    the rest.
 
-One pass up to 1024 px (:data:`SINGLE_PASS_SIDE`)
+One pass up to 1024 px (:data:`SINGLE_PASS_SIDE`), or whenever it fits with ``context="exact"``
     An image no larger than 1024 x 1024 runs in one pass on any device, whatever ``tile_size``
     the default tiling would cut it with: the same map ``liteunet eval`` scores, and on CPU the
-    fastest layout at those sizes. Measured with ``liteunet bench --speed --threads 2 --repeats 3
-    --sides 256 500 640 768 1024 1100 1280 1536 2048 3072 --no-slide`` (fp32, 2 CPU cores): one
-    model pass runs at 1.05 MP/s on 500 x 500, 0.81 on 1024 x 1024, 0.52 on 2048 x 2048 and 0.46
-    on 3072 x 3072 (a larger pass fits the caches worse), while ``localize()`` with 512-px tiles
-    and 128 px of overlap (1.78x the work) gives 0.76 MP/s on 2048 x 2048: up to about 1024 px
-    one pass wins, above it the tiles do.
+    fastest layout at those sizes. With the default ``context="exact"``, a larger image also
+    runs in one pass when that fits in memory (:meth:`liteunet.Localizer.one_pass_fits`).
+    Measured with ``liteunet bench --speed --threads 2 --repeats 3 --sides 256 500 640 768 1024
+    1100 1280 1536 2048 3072 --no-slide`` (fp32, 2 CPU cores): one model pass runs at 1.05 MP/s
+    on 500 x 500, 0.81 on 1024 x 1024, 0.52 on 2048 x 2048 and 0.46 on 3072 x 3072 (a larger
+    pass fits the caches worse), while ``localize()`` with 512-px tiles and 128 px of overlap
+    (1.78x the work, ``context="tile"``) gives 0.76 MP/s on 2048 x 2048: up to about 1024 px one
+    pass wins, above it the tiles do, at the price of points that depend on the cut.
 
     On CPU the default is ``tile_size`` 512 with ``overlap`` 128: the same share of repeated
     work as 1024/256 and a quarter of the activation memory (peak RSS stays under 1 GB with bf16

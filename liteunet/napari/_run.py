@@ -40,10 +40,13 @@ class RunRequest:
     min_distance: int | None = None
     tta: str | None = None
     tuned_for: str | None = None
+    #: ``"exact"``: an image that fits runs in one pass (cancelled only between images);
+    #: ``"tile"``: tiles above 1024 px, so a run can be cancelled between them.
+    context: str = "exact"
 
     def localizer_key(self) -> tuple:
         """Requests with equal keys can share one loaded :class:`liteunet.Localizer`."""
-        return (self.weights, self.device, self.threshold, self.min_distance, self.tta, self.tuned_for)
+        return (self.weights, self.device, self.threshold, self.min_distance, self.tta, self.tuned_for, self.context)
 
 
 @dataclass
@@ -119,6 +122,7 @@ class LocalizerCache:
                     min_distance=request.min_distance,
                     tta=request.tta or False,
                     tuned_for=request.tuned_for,
+                    context=request.context,
                     return_map=True,
                     map_max_side=MAP_MAX_SIDE,
                     progress=False,

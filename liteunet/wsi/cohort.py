@@ -258,7 +258,9 @@ def localize_slides(
     given = sum(x is not None for x in (client, workers, scheduler))
     if given > 1:
         raise ValueError("give one of client, workers, scheduler")
-    options = (options or LocalizationOptions()).replace(progress=False)
+    # Slide tiles each keep their own attention context (a slide's features do not fit in memory
+    # for the whole-slide statistics of context="exact"; docs/wsi.md).
+    options = (options or LocalizationOptions()).replace(progress=False, context="tile")
     paths = expand_slides(slides)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
