@@ -89,3 +89,6 @@ def test_speed_by_size_reports_one_pass_up_to_1024_and_fitted_tiles_above():
     assert out["device"] == "cpu" and out["precision"] == "fp32"
     assert [r["tile"] for r in out["rows"]] == [64, 1024, 432]  # 1040: 3 tiles of 432 along each side
     assert all(r["localize_mp_s"] > 0 and r["single_pass_mp_s"] > 0 and r["ratio"] > 0 for r in out["rows"])
+    # No image-wide attention in this model: context "tile" cuts it the same way.
+    assert [r["tile_context"] for r in out["rows"]] == [64, 1024, 432]
+    assert all(r["tile_context_mp_s"] > 0 and r["tile_context_ratio"] > 0 for r in out["rows"])

@@ -24,7 +24,7 @@ from .localize_cost import crc_mosaic
 __all__ = ["agreement", "flip_agreement", "invariance"]
 
 #: (tile_size, overlap) pairs: the CPU default, the CUDA default, and the smallest sensible one.
-TILINGS = ((256, 64), (512, 128), (1024, 256))
+TILINGS = ((256, 64), (256, 128), (512, 128), (1024, 256))
 
 
 def agreement(points: np.ndarray, reference: np.ndarray) -> dict[str, float]:
@@ -69,7 +69,7 @@ def _run(weights: str, image: np.ndarray, precision: str, **options: Any) -> tup
 def invariance(
     weights: str = "lite_unet.multi",
     precision: str = "fp32",
-    modes: tuple[str, ...] = ("tile", "fast"),
+    modes: tuple[str, ...] = ("exact", "tile"),
     tilings: tuple[tuple[int, int], ...] = TILINGS,
     flips: bool = True,
     sample_sizes: tuple[int, ...] = (),
@@ -111,9 +111,14 @@ def invariance(
     runs = [(mode, None) for mode in modes] + [("fast", n) for n in sample_sizes]
     for mode, most in runs:
         for tile, overlap in ((None, None),) * default_tiling + tuple(tilings):
-            points, seconds, loc = _run(
-                weights, image, precision, tile_size=tile, overlap=overlap, context=mode, context_tiles=most
-            )
+            try:
+                points, seconds, loc = _run(
+                    weights, image, precision, tile_size=tile, overlap=overlap, context=mode, context_tiles=most
+                )
+            except ValueError as err:  # e.g. an overlap too small for context="exact": a row saying so
+                rows.append({"context": mode, "tile_size": tile, "overlap": overlap, "default": False, "refused": str(err)})
+                print(f"  {rows[-1]}", file=sys.stderr, flush=True)
+                continue
             rows.append({
                 "context": loc.context, "context_tiles": most, "tile_size": loc.tile_shape(side, side)[0], "overlap": loc.overlap,
                 "default": tile is None, **agreement(points, single), **f1(points),
@@ -129,7 +134,10 @@ def invariance(
     }
     if flips:
         out["flips"] = []
-        for label, options in (("single pass", {"tile_size": whole, "overlap": 256}), ("default tiling", {})):
+        runs = [("single pass", {"tile_size": whole, "overlap": 256}), ("default", {})]
+        if "tile" in modes:
+            runs.append(("default tiling", {"context": "tile"}))
+        for label, options in runs:
             base, _, loc = _run(weights, image, precision, **options)
             for axis, name in ((0, "x"), (1, "y")):
                 flipped = np.ascontiguousarray(np.flip(image, axis=1 - axis))
@@ -155,6 +163,9 @@ def invariance_markdown(result: dict[str, Any]) -> str:
     for r in result["rows"]:
         tiling = f"{r['tile_size']} / {r['overlap']}" + (" (default)" if r["default"] else "")
         context = r["context"] + (f", {r['context_tiles']} tiles" if r.get("context_tiles") else "")
+        if "refused" in r:
+            lines.append(f"| {context} | {tiling} | refused: {r['refused'].split(':')[0]} | | | | | | |")
+            continue
         lines.append(
             f"| {context} | {tiling} | {r['count_vs_single']:+.1%} | {r['within_1px']:.1%} | "
             f"{r['within_3px']:.1%} | {r['f1@5']} | {r['f1@10']} | {r['work_vs_single']:.2f}x | {r['cost_vs_single']:.2f}x |"

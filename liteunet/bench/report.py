@@ -57,19 +57,20 @@ def to_markdown(result: dict[str, Any]) -> str:
         loc = result["localize"]
         lines += [
             "",
-            f"`localize()` on a {loc['image']} image ({loc['precision']}, tiles {loc['tile_size']}, overlap "
+            f"`localize()` on a {loc['image']} image ({loc['precision']}, `context=\"tile\"`, tiles {loc['tile_size']}, overlap "
             f"{loc['overlap']}): {loc['total_s']:.2f} s in all, {loc['model_s']:.2f} s in the model; reading, "
             f"tiling, peak finding and merging add {loc['overhead_fraction']:.1%}.",
         ]
     if "tiling" in result and "rows" in result["tiling"]:
         tiling = result["tiling"]
-        lines += ["", f"Tiling against ground truth ({tiling['image']}, {tiling['truth']} cells):", "",
+        lines += ["", f"Tiling against ground truth ({tiling['image']}, {tiling['truth']} cells; each tile its own "
+                  "attention context, `context=\"tile\"`):", "",
                   "| tile | overlap | cells | F1@5 | F1@10 | s |", "|---|---|---|---|---|---|"]
         lines += [f"| {r['tile_size']} | {r['overlap']} | {r['cells']} | {r['f1@5']:.3f} | {r['f1@10']:.3f} | {r['seconds']:.1f} |" for r in tiling["rows"]]
     if "slide" in result:
         slide = result["slide"]
         if "peak_rss_mb" in slide:
-            lines += ["", f"`liteunet localize` on a {slide['image']} tiled TIFF: peak RSS {slide['peak_rss_mb']:.0f} MB, {slide['seconds']:.0f} s."]
+            lines += ["", f"`liteunet localize --context tile` on a {slide['image']} tiled TIFF: peak RSS {slide['peak_rss_mb']:.0f} MB, {slide['seconds']:.0f} s."]
         else:
             lines += ["", f"Large TIFF: {slide.get('skipped') or slide.get('error')}"]
     return "\n".join(lines) + "\n"

@@ -170,13 +170,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "pass, F1, the cost against that pass, and flip agreement (CPU)",
     )
     inv.add_argument("--invariance", action="store_true", help="tiling and flip invariance of the points")
-    inv.add_argument("--contexts", nargs="+", default=["tile", "fast"], choices=["tile", "fast", "exact"],
-                     help="image-context modes to compare (default: tile fast)")
+    inv.add_argument("--contexts", nargs="+", default=["exact", "tile"], choices=["tile", "fast", "exact"],
+                     help="image-context modes to compare (default: exact tile)")
     inv.add_argument("--invariance-precision", default="fp32", choices=["fp32", "bf16", "auto"], help="default fp32")
     inv.add_argument("--context-tiles", type=int, nargs="*", default=[], metavar="N",
                      help="also rows of context 'fast' with statistics from at most N tiles")
     inv.add_argument("--tilings", type=int, nargs=2, action="append", metavar=("TILE", "OVERLAP"),
-                     default=None, help="tile size and overlap to compare (repeatable; default 256 64, 512 128, 1024 256)")
+                     default=None, help="tile size and overlap to compare (repeatable; default 256 64, 256 128, 512 128, 1024 256)")
     inv.add_argument("--no-flips", action="store_true", help="skip the flip agreement rows")
     p.set_defaults(func=run)
     return p
