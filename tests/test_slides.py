@@ -241,6 +241,8 @@ def test_cli_on_a_slide_with_overlay(slide, tmp_path):
             "128",
             "--overlap",
             "64",
+            "--context",
+            "tile",
             "--threshold",
             "-1000",
             "--device",
