@@ -617,6 +617,15 @@ def test_exact_context_runs_an_image_that_fits_in_one_pass(tiny_model, monkeypat
         handle.remove()
 
 
+def test_one_pass_budget_is_half_the_free_gpu_memory_on_cuda(tiny_model, monkeypatch):
+    loc = Localizer(tiny_model, device="cpu")
+    loc.device = torch.device("cuda")  # only the budget is asked: no GPU needed
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * 640 * 1024 * 1024, 80 << 30))
+    assert loc.one_pass_fits(1024, 1024) and not loc.one_pass_fits(1040, 1040)
+    loc.precision = "bf16"  # half the bytes per pixel
+    assert loc.one_pass_fits(1440, 1440) and not loc.one_pass_fits(1456, 1456)
+
+
 def test_exact_context_refuses_tiles_too_narrow_for_the_deep_features(tiny_model):
     with pytest.raises(ValueError, match=r"overlap \(64\) is too small for context='exact'.*context='tile'"):
         Localizer(tiny_model, tile_size=256, overlap=64, device="cpu")

@@ -49,8 +49,8 @@ class LocalizationOptions:
             ``context="exact"`` (the default) an image runs in one pass whenever that pass fits
             (about 640 bytes per pixel in float32: in a quarter of the machine's memory on CPU,
             some 9 megapixels with 24 GB; in half the free memory of a GPU); with another
-            context, images up to 1024 x
-            1024 (:data:`~liteunet.localization.tiling.SINGLE_PASS_SIDE`). Larger images go in
+            context, images up to 1024 x 1024
+            (:data:`~liteunet.localization.tiling.SINGLE_PASS_SIDE`). Larger images go in
             tiles of at most 1024 on CUDA, 512 on CPU (bounded memory), fitted to the image
             (:func:`~liteunet.localization.tiling.fit_tile`: an 1100-px side is three 464-px
             tiles, not three 512-px ones). A value given is used as is: tiles of that side.
