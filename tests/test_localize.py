@@ -314,7 +314,7 @@ def test_return_map_full_and_downsampled(scene):
 
 def test_deterministic_on_cpu(tiny_model):
     img = (np.random.default_rng(5).random((80, 90, 3)) * 255).astype(np.uint8)
-    for options in ({**KW, "context": "tile"}, {"progress": False, "tile_size": 144, "overlap": 128}):
+    for options in ({**KW, "context": "tile"}, {"progress": False, "tile_size": 192, "overlap": 128}):
         a = localize(np.tile(img, (3, 3, 1)), tiny_model, threshold=-1e9, **options)[0]
         b = localize(np.tile(img, (3, 3, 1)), tiny_model, threshold=-1e9, **options)[0]
         assert a.count > 0
