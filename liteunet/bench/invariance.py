@@ -134,7 +134,13 @@ def invariance(
     }
     if flips:
         out["flips"] = []
-        runs = [("single pass", {"tile_size": whole, "overlap": 256}), ("default", {})]
+        # The default runs an image that fits in one pass: its flips are then the single pass's.
+        default = Localizer(weights, device="cpu", precision=precision, progress=False)
+        default_one_pass = default.tile_shape(side, side) == (side, side)
+        single_label = "single pass (the default)" if default_one_pass else "single pass"
+        runs = [(single_label, {"tile_size": whole, "overlap": 256})]
+        if not default_one_pass:
+            runs.append(("default", {}))
         if "tile" in modes:
             runs.append(("default tiling", {"context": "tile"}))
         for label, options in runs:
