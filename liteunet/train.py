@@ -91,6 +91,9 @@ class TrainConfig:
             batch holding about the pixels of ``batch_size`` crops of ``crop_size``
             (:mod:`liteunet.data.batches`): weights that see several contexts give points that
             depend less on the tile size. ``None``: every batch ``crop_size``.
+        sigma: width in pixels of the Gaussian targets; a dict maps data set names to their own
+            width, with key ``"*"`` for the rest: sets of large cells (bcdata's nuclei are
+            15-30 px across) learn better with wider targets than sets of small ones.
         max_steps: stop after this many optimizer steps (for tests and smoke runs).
         time_limit_min: stop at the first epoch end after this many minutes of training
             (counted over resumes).
@@ -121,7 +124,7 @@ class TrainConfig:
     amp: str | None = None
     augment: str | None = None
     normalize: str = "auto"
-    sigma: float = 2.0
+    sigma: float | dict[str, float] = 2.0
     num_classes: int = 1
     in_chans: int = 3
     model_args: dict[str, Any] = field(default_factory=dict)
@@ -175,6 +178,24 @@ def _crops_per_set(samples: int | dict[str, int] | None, names: list[str], sizes
     if unknown:
         raise ValueError(f"samples_per_epoch names {sorted(unknown)}, which are not among the training sets {names}")
     return [samples.get(name, samples.get("*")) or size for name, size in zip(names, sizes)]
+
+
+def _sigma_per_set(sigma: float | dict[str, float], names: list[str]) -> list[float]:
+    """Target width of each training set: one width for all, or per name with ``*`` (else 2 px) for the rest."""
+    if not isinstance(sigma, dict):
+        return [float(sigma)] * len(names)
+    unknown = set(sigma) - set(names) - {"*"}
+    if unknown:
+        raise ValueError(f"sigma names {sorted(unknown)}, which are not among the training sets {names}")
+    widths = [float(sigma.get(name, sigma.get("*", 2.0))) for name in names]
+    if not all(w > 0 for w in widths):  # `not >` also catches NaN
+        raise ValueError(f"sigma must be a positive width in pixels for every set, got {sigma}")
+    return widths
+
+
+def _stored_sigma(sigma: float | dict[str, float]) -> float:
+    """The one width the weights' settings record: that of the sets not named (the per-set widths go in ``training``)."""
+    return float(sigma.get("*", 2.0)) if isinstance(sigma, dict) else float(sigma)
 
 
 def _epoch_indices(sizes: Sequence[int], per_set: Sequence[int], seed: int, epoch: int) -> list[int]:
@@ -349,12 +370,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
     model.to(device)
     amp_dtype = _amp_dtype(cfg.amp, device)
 
+    sigmas = _sigma_per_set(cfg.sigma, list(cfg.datasets))
     train_sets = [
         PointDataset(
             load_split(name, "train"),
             crop_size=cfg.crop_size,
             augment=_augment_config(cfg.augment),
-            target_fn=functools.partial(gaussian_target, sigma=cfg.sigma),
+            target_fn=functools.partial(gaussian_target, sigma=sigma),
             num_classes=cfg.num_classes,
             in_chans=cfg.in_chans,
             seed=cfg.seed,
@@ -363,7 +385,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             pad_mode="symmetric",
             normalize=cfg.normalize,
         )
-        for name in cfg.datasets
+        for name, sigma in zip(cfg.datasets, sigmas)
     ]
     val_names = list(cfg.val_datasets or cfg.datasets)
     val_sets = {split_label(n): load_split(n, "validation")[: cfg.val_max_images] for n in val_names}
@@ -539,6 +561,7 @@ def _validate(
             model, out / "best", settings, model_args,
             extra={"training": {
                 "datasets": [str(d) for d in cfg.datasets], "epoch": row["epoch"], "step": row["step"],
+                "sigma": dict(zip(map(str, cfg.datasets), _sigma_per_set(cfg.sigma, list(cfg.datasets)))),
                 "minutes": row["minutes"], "preset": cfg.preset, "hardware": _hardware(device),
                 "params": count_params(model), "macs_512": count_macs(model, (cfg.in_chans, 512, 512)),
                 "validation": {k: v for k, v in result.items() if k.startswith("val/")},
@@ -551,11 +574,11 @@ def _score_settings(
     maps: dict[str, list[np.ndarray]], val_sets: dict[str, list[Sample]], cfg: TrainConfig
 ) -> tuple[list[LocalizationSettings], dict[str, np.ndarray]]:
     if len(maps) == 1:
-        return settings_score_table(maps, val_sets, sigma=cfg.sigma, num_classes=cfg.num_classes)
+        return settings_score_table(maps, val_sets, sigma=_stored_sigma(cfg.sigma), num_classes=cfg.num_classes)
     # A coarser grid while training; the final weights are re-tuned by liteunet.release.
     return settings_score_table(
         maps, val_sets, thresholds=np.round(np.arange(0.1, 0.91, 0.1), 2), min_distances=(2, 3, 4),
-        sigma=cfg.sigma, num_classes=cfg.num_classes,
+        sigma=_stored_sigma(cfg.sigma), num_classes=cfg.num_classes,
     )
 
 

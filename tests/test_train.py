@@ -18,7 +18,7 @@ import liteunet
 from liteunet.data import gaussian_target, load_folder
 from liteunet.evaluate import LocalizationSettings, evaluate_maps, select_settings, selection_score
 from liteunet.cli.train import add_train_arguments, config_from_args
-from liteunet.train import TrainConfig, _crops_per_set, _epoch_indices, train
+from liteunet.train import TrainConfig, _crops_per_set, _epoch_indices, _sigma_per_set, train
 
 TINY = {"widths": [8, 8, 16, 16, 16]}
 
@@ -88,6 +88,45 @@ def test_samples_per_epoch_option_takes_a_count_and_per_set_counts():
     assert cfg.samples_per_epoch == {"*": 128, "crc": 384}
     with pytest.raises(SystemExit):
         parser.parse_args(["crc", "--samples-per-epoch", "crc=many"])
+
+
+def test_sigma_option_takes_one_width_or_per_set_widths():
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    assert config_from_args(parser.parse_args(["crc"])).sigma == 2.0
+    assert config_from_args(parser.parse_args(["crc", "--sigma", "3"])).sigma == 3.0
+    cfg = config_from_args(parser.parse_args(["crc", "bcdata", "--sigma", "2", "bcdata=4"]))
+    assert cfg.sigma == {"*": 2.0, "bcdata": 4.0}
+    assert _sigma_per_set(cfg.sigma, ["crc", "bcdata"]) == [2.0, 4.0]
+    assert _sigma_per_set({"bcdata": 4.0}, ["crc", "bcdata"]) == [2.0, 4.0]  # unnamed sets: 2 px
+    with pytest.raises(ValueError, match="'mbm'"):
+        _sigma_per_set({"mbm": 4.0}, ["crc"])
+    with pytest.raises(ValueError, match="positive"):
+        _sigma_per_set({"crc": 0.0}, ["crc"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["crc", "--sigma", "crc=wide"])
+
+
+def test_each_training_set_gets_targets_of_its_own_width(tmp_path, monkeypatch):
+    import liteunet.train as training
+
+    widths = {}
+    real = training.PointDataset
+
+    def recording(samples, **kwargs):
+        widths[Path(samples[0].image_path).parent.name] = kwargs["target_fn"].keywords["sigma"]
+        return real(samples, **kwargs)
+
+    monkeypatch.setattr(training, "PointDataset", recording)
+    small, large = _make_folder(tmp_path / "small", n=3), _make_folder(tmp_path / "large", n=3)
+    out = tmp_path / "run"
+    cfg = TrainConfig(datasets=[str(small), str(large)], out_dir=str(out), epochs=1, batch_size=2, crop_size=32,
+                      model_args=TINY, samples_per_epoch=2, sigma={str(large): 4.0, "*": 1.5}, progress=False)
+    train(cfg)
+    assert widths == {"small": 1.5, "large": 4.0}
+    config = json.loads((out / "best" / "config.json").read_text())
+    assert config["localization"]["sigma"] == 1.5  # the width of the sets not named
+    assert config["training"]["sigma"] == {str(small): 1.5, str(large): 4.0}
 
 
 def test_select_settings_on_perfect_maps_gives_f1_one(tmp_path):

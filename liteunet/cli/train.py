@@ -45,7 +45,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], help="autocast dtype (default from the preset; 'auto': bf16 on CUDA and on CPUs with native bf16, else off)")
     parser.add_argument("--augment", choices=["paper", "full", "generalist", "none"], help="'generalist': + scale 0.5x-2x, HED stain, grey, blur, noise, JPEG (default from the preset)")
     parser.add_argument("--normalize", choices=["auto", "percentile"], default="auto", help="input scaling: 'auto' (8-bit / 255, others percentiles) or 'percentile' (per-image percentiles for every bit depth); stored with the weights")
-    parser.add_argument("--sigma", type=float, default=2.0, help="Gaussian target width in pixels (default 2)")
+    parser.add_argument(
+        "--sigma", nargs="+", type=_sigma_argument, metavar="S|SET=S",
+        help="Gaussian target width in pixels (default 2); SET=S sets one data set's width (e.g. 2 bcdata=4 for its large nuclei)",
+    )
     parser.add_argument("--model-args", type=json.loads, default={}, help="extra model arguments as JSON, e.g. '{\"theta\": 0.4}'")
     parser.add_argument("--num-classes", type=int, default=1)
     parser.add_argument("--in-chans", type=int, default=3)
@@ -75,14 +78,28 @@ def _samples_argument(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"expected N or SET=N, got {text!r}") from None
 
 
+def _sigma_argument(text: str) -> tuple[str, float]:
+    name, _, width = text.rpartition("=")
+    try:
+        return name or "*", float(width)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected S or SET=S (pixels), got {text!r}") from None
+
+
+def _per_set(pairs: list[tuple[str, Any]]) -> Any:
+    """``[("*", 2)]`` -> ``2``; anything naming a set -> a dict with ``*`` for the rest."""
+    values = dict(pairs)
+    return values["*"] if list(values) == ["*"] else values
+
+
 def config_from_args(args: argparse.Namespace) -> Any:
     """The :class:`liteunet.train.TrainConfig` the parsed options describe."""
     from ..train import TrainConfig
 
     names = {f.name for f in fields(TrainConfig)}
-    if args.samples_per_epoch:
-        counts = dict(args.samples_per_epoch)
-        args.samples_per_epoch = counts["*"] if list(counts) == ["*"] else counts
+    for key in ("samples_per_epoch", "sigma"):
+        if getattr(args, key):
+            setattr(args, key, _per_set(getattr(args, key)))
     return TrainConfig(**{k: v for k, v in vars(args).items() if k in names and (v is not None or k == "pretrained")})
 
 
