@@ -209,6 +209,13 @@ def test_cancel_in_widget(qtbot, viewer_widget):
     assert len(viewer.layers) == 1 and widget.last is None
 
 
+def test_context_choice_reaches_the_run(viewer_widget):
+    _, widget = viewer_widget
+    assert widget.request().context == "exact"  # localize()'s default
+    widget.context.value = "tile"
+    assert widget.request().context == "tile"
+
+
 def test_cancel_between_tiles():
     """Cancel stops a tiled run after the batch in progress, before the next one."""
     # 1040x1392: one pass by default; each tile its own context, 3 x 4 tiles on CPU
@@ -221,9 +228,13 @@ def test_cancel_between_tiles():
             cancel.set()
 
     request = _run.RunRequest("lite_unet.multi", device="cpu", context="tile")
-    outcome = _run.run(image, request, _run.LocalizerCache(), cancel, progress)
+    cache = _run.LocalizerCache()
+    outcome = _run.run(image, request, cache, cancel, progress)
     assert outcome.cancelled and outcome.result is None
     assert calls == [(0, 12), (1, 12)]
+    # The progress bar counts what the run does: the default runs this image in one pass.
+    exact = _run.RunRequest("lite_unet.multi", device="cpu")
+    assert _run.count_tiles(image.shape, cache.get(exact)) == 1
 
 
 def test_errors_become_notifications(qtbot, viewer_widget, monkeypatch, tmp_path):

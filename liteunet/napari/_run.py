@@ -8,7 +8,6 @@ pre-hook can stop a run between batches and a post-hook can count the tiles done
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import numpy as np
 
 import liteunet
 from liteunet import LocalizationResult, Localizer
+from liteunet.localization.tiling import axis_tiles
 from liteunet.pretrained import load_localization_settings
 
 #: The location map kept for re-thresholding is max-pooled to at most this many pixels a side
@@ -93,14 +93,12 @@ def stored_settings(weights: str) -> dict[str, Any]:
         return {}
 
 
-def count_tiles(shape: tuple[int, ...], tile_size: int, overlap: int) -> int:
-    """How many tiles the library cuts an ``(H, W[, C])`` image into (for the progress bar)."""
-    stride = tile_size - overlap
-
-    def along(n: int) -> int:
-        return 1 if n <= tile_size else math.ceil((n - tile_size) / stride) + 1
-
-    return along(int(shape[0])) * along(int(shape[1]))
+def count_tiles(shape: tuple[int, ...], localizer: Localizer) -> int:
+    """How many tiles ``localizer`` cuts an ``(H, W[, C])`` image into (for the progress bar): one
+    when the image runs in one pass."""
+    h, w = int(shape[0]), int(shape[1])
+    rows, cols = (axis_tiles(n, t, localizer.overlap, localizer.size_divisor) for n, t in zip((h, w), localizer.tile_shape(h, w)))
+    return len(rows) * len(cols)
 
 
 class LocalizerCache:
@@ -151,7 +149,7 @@ def run(
         if cancel.is_set():
             raise RunCancelled("cancelled")
         localizer = cache.get(request)
-        total = count_tiles(image.shape, localizer.tile_size, localizer.overlap)
+        total = count_tiles(image.shape, localizer)
         done = 0
 
         def before(module: Any, args: Any) -> None:

@@ -92,6 +92,12 @@ class LocalizeWidget(Container):
         self.use_stored = CheckBox(text="stored threshold and distance", value=True)
         self.threshold = FloatSpinBox(label="threshold", min=0.0, max=1.0, step=0.01, value=0.5, enabled=False)
         self.min_distance = SpinBox(label="min distance", min=1, max=100, value=3, enabled=False)
+        self.context = ComboBox(
+            label="context", choices=["exact", "tile"], value="exact",
+            tooltip="exact: the points of one whole-image pass, however the image is cut (an image that fits "
+            "in memory runs in one pass, which Cancel cannot stop midway); tile: each tile its own "
+            "attention context, faster on large images on CPU and cancellable between tiles",
+        )
         self.device = ComboBox(label="device", choices=_devices(), value="auto")
         self.mode = ComboBox(label="second run", choices=[REPLACE, ADD], value=REPLACE)
         self.run_button = PushButton(text="Localize")
@@ -106,7 +112,7 @@ class LocalizeWidget(Container):
             [
                 self.image, self.channel, self.level, self.weights, self.weights_path,
                 self.tuned_for, self.tta, self.use_stored, self.threshold, self.min_distance,
-                self.device, self.mode, self.run_button, self.cancel_button, self.progress,
+                self.context, self.device, self.mode, self.run_button, self.cancel_button, self.progress,
                 self.results, self.rethreshold,
             ]
         )
@@ -211,6 +217,7 @@ class LocalizeWidget(Container):
             min_distance=None if stored else int(self.min_distance.value),
             tta=self._tta_mode(),
             tuned_for=self._tuned_name(),
+            context=self.context.value,
         )
 
     def run(self, _: Any = None) -> None:
