@@ -167,3 +167,31 @@ def test_default_points_do_not_depend_on_the_cut_on_real_tissue():
     np.testing.assert_array_equal(default.xy, one_pass.xy)
     tiled = Localizer("lite_unet.multi", context="tile", **run)([image])[0]
     assert len(tiled) > 1.02 * len(one_pass)  # 1596 against 1488 when written
+
+
+def _symmetrize_kernels(model: torch.nn.Module) -> torch.nn.Module:
+    """Every convolution kernel averaged with its left-right and up-down mirror images."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                w = m.weight
+                m.weight.copy_((w + w.flip(-1) + w.flip(-2) + w.flip(-1, -2)) / 4)
+    return model
+
+
+@pytest.mark.parametrize("name", ["lite_unet", "unet"])
+def test_flips_change_points_only_through_the_learned_kernels(name):
+    """Pooling, upsampling, padding and the attention terms are mirror-symmetric: with mirror-
+    symmetric kernels the map of a flipped image is the flipped map, exactly. So a trained
+    model's flip disagreement (issue 21 item 6) comes from its weights alone."""
+    torch.manual_seed(0)
+    model = liteunet.create_model(name, widths=(8, 8, 16, 16, 16)).eval()
+    x = torch.rand(1, 3, 64, 80)
+
+    def flip_gap(m: torch.nn.Module) -> float:
+        with torch.no_grad():
+            out = m(x)
+            return max(float((m(x.flip(d)).flip(d) - out).abs().max()) for d in (-1, -2)) / float(out.abs().max())
+
+    assert flip_gap(model) > 1e-3
+    assert flip_gap(_symmetrize_kernels(model)) < 1e-5
