@@ -103,7 +103,7 @@ def render_model_card(
         f"- parameters: {training.get('params', 0) / 1e6:.2f} M; "
         f"{training.get('macs_512', 0) / 1e9:.2f} G MACs per 3x512x512 image (the paper's 'GFLOPs')",
         f"- localization settings chosen on validation: threshold {loc.get('threshold')}, "
-        f"min_distance {loc.get('min_distance')} px (Gaussian targets, sigma {loc.get('sigma')} px)",
+        f"min_distance {loc.get('min_distance')} px (Gaussian targets, {_target_widths(loc, training)})",
         (
             "- input: RGB floats, each image scaled by its own 1st and 99.8th percentiles whatever its bit depth "
             "(`normalize` \"percentile\", stored with the weights); grey images are repeated to 3 channels"
@@ -274,6 +274,15 @@ def _precision_section(config: dict[str, Any]) -> list[str]:
             )
     lines.append("")
     return lines
+
+
+def _target_widths(localization: dict[str, Any], training: dict[str, Any]) -> str:
+    """``sigma 2.0 px``, or the sets whose targets were wider or narrower (``training.sigma``)."""
+    base = localization.get("sigma")
+    own = {name: width for name, width in (training.get("sigma") or {}).items() if width != base}
+    if not own:
+        return f"sigma {base} px"
+    return f"sigma {base} px; " + ", ".join(f"{name} {width} px" for name, width in own.items())
 
 
 def write_model_card(

@@ -127,6 +127,10 @@ def test_each_training_set_gets_targets_of_its_own_width(tmp_path, monkeypatch):
     config = json.loads((out / "best" / "config.json").read_text())
     assert config["localization"]["sigma"] == 1.5  # the width of the sets not named
     assert config["training"]["sigma"] == {str(small): 1.5, str(large): 4.0}
+    from liteunet.model_card import write_model_card
+
+    card = write_model_card(out / "best", "tiny").read_text()
+    assert f"Gaussian targets, sigma 1.5 px; {large} 4.0 px)" in card
 
 
 def test_select_settings_on_perfect_maps_gives_f1_one(tmp_path):
