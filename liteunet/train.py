@@ -182,12 +182,13 @@ def _crops_per_set(samples: int | dict[str, int] | None, names: list[str], sizes
 
 def _sigma_per_set(sigma: float | dict[str, float], names: list[str]) -> list[float]:
     """Target width of each training set: one width for all, or per name with ``*`` (else 2 px) for the rest."""
-    if not isinstance(sigma, dict):
-        return [float(sigma)] * len(names)
-    unknown = set(sigma) - set(names) - {"*"}
-    if unknown:
-        raise ValueError(f"sigma names {sorted(unknown)}, which are not among the training sets {names}")
-    widths = [float(sigma.get(name, sigma.get("*", 2.0))) for name in names]
+    if isinstance(sigma, dict):
+        unknown = set(sigma) - set(names) - {"*"}
+        if unknown:
+            raise ValueError(f"sigma names {sorted(unknown)}, which are not among the training sets {names}")
+        widths = [float(sigma.get(name, sigma.get("*", 2.0))) for name in names]
+    else:
+        widths = [float(sigma)] * len(names)
     if not all(w > 0 for w in widths):  # `not >` also catches NaN
         raise ValueError(f"sigma must be a positive width in pixels for every set, got {sigma}")
     return widths

@@ -103,6 +103,8 @@ def test_sigma_option_takes_one_width_or_per_set_widths():
         _sigma_per_set({"mbm": 4.0}, ["crc"])
     with pytest.raises(ValueError, match="positive"):
         _sigma_per_set({"crc": 0.0}, ["crc"])
+    with pytest.raises(ValueError, match="positive"):
+        _sigma_per_set(-1.0, ["crc"])
     with pytest.raises(SystemExit):
         parser.parse_args(["crc", "--sigma", "crc=wide"])
 
