@@ -70,20 +70,21 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_false")
 
 
-def _samples_argument(text: str) -> tuple[str, int]:
-    name, _, count = text.rpartition("=")
-    try:
-        return name or "*", int(count)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or SET=N, got {text!r}") from None
+def _per_set_argument(convert: Any, form: str) -> Any:
+    """An argparse ``type`` for ``VALUE`` or ``SET=VALUE``: returns ``(SET or "*", convert(VALUE))``."""
+
+    def parse(text: str) -> tuple[str, Any]:
+        name, _, value = text.rpartition("=")
+        try:
+            return name or "*", convert(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {form}, got {text!r}") from None
+
+    return parse
 
 
-def _sigma_argument(text: str) -> tuple[str, float]:
-    name, _, width = text.rpartition("=")
-    try:
-        return name or "*", float(width)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected S or SET=S (pixels), got {text!r}") from None
+_samples_argument = _per_set_argument(int, "N or SET=N")
+_sigma_argument = _per_set_argument(float, "S or SET=S (pixels)")
 
 
 def _per_set(pairs: list[tuple[str, Any]]) -> Any:
