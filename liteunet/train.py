@@ -99,7 +99,8 @@ class TrainConfig:
             (counted over resumes).
         val_max_images: validate on at most this many images per data set.
         augment: ``paper``, ``full``, ``generalist`` (scale, stain and modality changes for
-            weights meant for any lab) or ``none``.
+            weights meant for any lab), ``generalist-ihc`` (and bright-field crops re-stained as
+            nuclear IHC) or ``none``.
         normalize: input scaling, ``auto`` (8-bit / 255, others percentiles) or ``percentile``
             (per-image percentiles whatever the bit depth, as StarDist and Cellpose); stored with
             the weights so inference scales the same way.
@@ -165,9 +166,11 @@ def _augment_config(kind: str) -> AugmentConfig | bool:
         return AugmentConfig()
     if kind == "generalist":
         return AugmentConfig.generalist()
+    if kind == "generalist-ihc":
+        return AugmentConfig.generalist_ihc()
     if kind == "none":
         return False
-    raise ValueError(f"unknown augment {kind!r}; use paper, full, generalist or none")
+    raise ValueError(f"unknown augment {kind!r}; use paper, full, generalist, generalist-ihc or none")
 
 
 def _crops_per_set(samples: int | dict[str, int] | None, names: list[str], sizes: list[int]) -> list[int]:

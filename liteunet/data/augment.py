@@ -14,11 +14,12 @@ the same output.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 
+from .augment_ihc import restain_as_ihc
 from .augment_modality import gaussian_blur, gaussian_noise, jpeg_artefacts, to_grey
 from .stains import HED_FROM_RGB, RGB_FROM_HED
 
@@ -445,6 +446,8 @@ class AugmentConfig:
             ``noise_prob``.
         jpeg_prob, jpeg_quality: JPEG round trip at a quality drawn from ``jpeg_quality``, with
             probability ``jpeg_prob``.
+        ihc_prob: probability that a bright-field RGB image is re-stained as nuclear IHC, some
+            of its annotated cells DAB-brown (:func:`~liteunet.data.augment_ihc.restain_as_ihc`).
 
     Example:
         >>> cfg = AugmentConfig.paper()  # the Lite-UNet paper: horizontal flips only
@@ -471,6 +474,7 @@ class AugmentConfig:
     noise_prob: float = 0.0
     jpeg_prob: float = 0.0
     jpeg_quality: tuple[int, int] = (30, 90)
+    ihc_prob: float = 0.0
 
     @classmethod
     def paper(cls) -> AugmentConfig:
@@ -492,6 +496,12 @@ class AugmentConfig:
                    gain=0.2, gamma=0.3, scale_range=(0.5, 2.0), scale_prob=0.7, grey_prob=0.15,
                    blur=1.5, blur_prob=0.2, noise=0.03, noise_prob=0.2, jpeg_prob=0.2)
 
+    @classmethod
+    def generalist_ihc(cls) -> AugmentConfig:
+        """:meth:`generalist`, and a quarter of the bright-field crops re-stained as nuclear IHC
+        (brown and blue nuclei), for models that must find cells in IHC they never saw."""
+        return replace(cls.generalist(), ihc_prob=0.25)
+
 
 def augment(
     image: np.ndarray,
@@ -503,7 +513,7 @@ def augment(
     """Apply the random flips, rotations and colour changes of ``config``.
 
     Geometry first (moving points with the image), then intensity: RGB(A) images may be turned
-    grey, then get :func:`stain_jitter` and :func:`color_jitter`, grey ones
+    grey, or else re-stained as IHC (``ihc_prob``), then get :func:`stain_jitter` and :func:`color_jitter`, grey ones
     :func:`intensity_jitter`; last blur, noise and JPEG artefacts, for every image.
     Cropping is separate (:func:`random_crop`), done before this to save work.
 
@@ -539,6 +549,8 @@ def augment(
         if config.gain > 0 or config.gamma > 0:
             image = intensity_jitter(image, rng, config.gain, config.gamma)
     elif colour:
+        if config.ihc_prob > 0 and rng.random() < config.ihc_prob:
+            image = restain_as_ihc(image, points, rng)
         if config.stain > 0:
             image = stain_jitter(image, rng, config.stain, config.stain)
         if any((config.brightness, config.contrast, config.saturation, config.hue)):
