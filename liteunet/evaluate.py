@@ -184,12 +184,15 @@ def evaluate_maps(
     """Score location maps against the samples' points with :class:`PointMetrics`."""
     peaks = peaks if peaks is not None else peaks_of_maps(maps, settings.min_distance, settings.threshold)
     metrics = PointMetrics(radii=tuple(radii))
+    # A one-class model on a set annotated with several classes (bcdata: Ki-67 positive and
+    # negative): report which kinds of cell it finds.
+    annotated = num_classes == 1 and len(np.unique(np.concatenate([s.labels for s in samples] or [[0]]))) > 1
     for sample, peak in zip(samples, peaks):
         keep = peak.scores >= settings.threshold
         if num_classes > 1:
             metrics.update(peak.xy[keep], sample.points, peak.labels[keep], sample.labels, name=sample.name)
         else:
-            metrics.update(peak.xy[keep], sample.points, name=sample.name)
+            metrics.update(peak.xy[keep], sample.points, name=sample.name, true_classes=sample.labels if annotated else None)
     return metrics
 
 

@@ -219,6 +219,9 @@ class PointMetrics:
         self._labelled: bool | None = None
         # (class, radius) -> [tp, fp, fn]
         self._class_counts: dict[tuple[int, float], list[int]] = {}
+        # (annotated class, radius) -> [found, annotated], for class-agnostic predictions
+        self._found_by_class: dict[tuple[int, float], list[int]] = {}
+        self._classes_given = False
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -230,6 +233,7 @@ class PointMetrics:
         pred_labels: Any | None = None,
         true_labels: Any | None = None,
         name: str | None = None,
+        true_classes: Any | None = None,
     ) -> dict[str, Any]:
         """Add one image.
 
@@ -240,6 +244,10 @@ class PointMetrics:
             true_labels: ``(M,)`` integer class per true point, or None. Give both label
                 arrays or neither, and do the same for every image.
             name: image name for :meth:`per_image` (default: the image's index as a string).
+            true_classes: ``(M,)`` annotated class per true point, for predictions without
+                classes: matching ignores it, and :meth:`compute` adds the share of each
+                annotated class that was found (which kinds of cell a one-class model finds,
+                e.g. Ki-67 positive and negative).
 
         Returns:
             This image's row (see :meth:`per_image`).
@@ -255,17 +263,27 @@ class PointMetrics:
                 "true_labels for every image or for none (call reset() to start over)"
             )
         self._labelled = labelled
+        if self._rows and (true_classes is not None) != self._classes_given:
+            raise ValueError("true_classes was given for some images and not others; give it for every image or for none")
+        self._classes_given = true_classes is not None
 
         row: dict[str, Any] = {
             "name": str(len(self._rows)) if name is None else str(name),
             "n_true": len(true),
             "n_pred": len(pred),
         }
+        classes = None if true_classes is None else _as_labels("true_classes", true_classes, len(true))
         for r in self.radii:
-            tp, fp, fn = localization_counts(pred, true, r)
+            p_idx, t_idx = match_points(pred, true, r)
+            tp, fp, fn = len(p_idx), len(pred) - len(p_idx), len(true) - len(p_idx)
             key = _fmt(r)
             row[f"tp@{key}"], row[f"fp@{key}"], row[f"fn@{key}"] = tp, fp, fn
             row[f"f1@{key}"] = precision_recall_f1(tp, fp, fn)[2]
+            if classes is not None:
+                for c in np.unique(classes).tolist():
+                    acc = self._found_by_class.setdefault((c, r), [0, 0])
+                    acc[0] += int(np.sum(classes[t_idx] == c))
+                    acc[1] += int(np.sum(classes == c))
 
         if labelled:
             pl = _as_labels("pred_labels", pred_labels, len(pred))
@@ -303,6 +321,8 @@ class PointMetrics:
             ``precision@R``, ``recall@R``, ``f1@R``. With labels also ``precision@R/class{c}``,
             ``recall@R/class{c}``, ``f1@R/class{c}`` for each class ``c`` seen, and
             ``positive_index_error`` (percentage points; NaN when no image has true cells).
+            With ``true_classes``, ``recall@R/annotated{c}``: the share of the true points of
+            annotated class ``c`` that were matched.
 
         Raises:
             RuntimeError: when no image was added.
@@ -325,6 +345,8 @@ class PointMetrics:
             p, rec, f1 = precision_recall_f1(tp, fp, fn)
             out.update({f"tp@{key}": tp, f"fp@{key}": fp, f"fn@{key}": fn})
             out.update({f"precision@{key}": p, f"recall@{key}": rec, f"f1@{key}": f1})
+        for (c, r), (found, annotated) in sorted(self._found_by_class.items()):
+            out[f"recall@{_fmt(r)}/annotated{c}"] = found / annotated if annotated else math.nan
         if self._labelled:
             for c, r in sorted(self._class_counts):
                 p, rec, f1 = precision_recall_f1(*self._class_counts[(c, r)])

@@ -150,6 +150,29 @@ def test_per_class_metrics_and_positive_index():
     assert rows[0]["positive_index_true"] == 50.0 and rows[0]["positive_index_pred"] == 75.0
 
 
+def test_recall_by_annotated_class_for_a_one_class_model():
+    """A one-class model on a set annotated with classes: which kinds of cell it finds."""
+    m = PointMetrics(radii=(5, 10))
+    true = [[10, 10], [30, 10], [50, 10], [70, 10]]
+    # Finds both class-0 cells and one class-1 cell 7 px away (a match at 10 px, not at 5).
+    pred = [[10, 11], [30, 11], [50, 17]]
+    m.update(pred, true, true_classes=[0, 0, 1, 1])
+    m.update([[5, 5]], [[5, 5], [90, 90]], true_classes=[1, 1])
+    out = m.compute()
+    assert out["recall@5/annotated0"] == 1.0 and out["recall@10/annotated0"] == 1.0
+    assert out["recall@5/annotated1"] == pytest.approx(1 / 4)
+    assert out["recall@10/annotated1"] == pytest.approx(2 / 4)
+    # Matching ignores the classes: the pooled scores are those without them.
+    plain = PointMetrics(radii=(5, 10))
+    plain.update(pred, true)
+    plain.update([[5, 5]], [[5, 5], [90, 90]])
+    assert {k: v for k, v in out.items() if "annotated" not in k} == plain.compute()
+    with pytest.raises(ValueError, match="some images and not others"):
+        m.update([[0, 0]], [[0, 0]])
+    with pytest.raises(ValueError, match="match the points"):
+        PointMetrics().update([[0, 0]], [[0, 0]], true_classes=[0, 1])
+
+
 def test_point_metrics_input_checks():
     m = PointMetrics()
     with pytest.raises(RuntimeError, match="before any update"):

@@ -145,6 +145,22 @@ def test_select_settings_on_perfect_maps_gives_f1_one(tmp_path):
     assert too_high["recall@10"] == 0.0
 
 
+def test_evaluating_a_one_class_model_on_classes_reports_each_annotated_class_found():
+    """bcdata is annotated positive and negative: a one-class model's summary says which it finds."""
+    from liteunet.data import Sample
+
+    points = np.array([[10, 10], [40, 12], [20, 45], [50, 50]], dtype=np.float32)
+    labels = np.array([0, 0, 1, 1])
+    sample = Sample(Path("unused.png"), points, labels, "a")
+    found_positives = gaussian_target(points[:2], np.zeros(2, np.int64), (64, 64), sigma=2.0)  # (1, H, W)
+    out = evaluate_maps([found_positives], [sample], LocalizationSettings(threshold=0.5)).compute()
+    assert out["recall@10/annotated0"] == 1.0 and out["recall@10/annotated1"] == 0.0
+    assert out["recall@10"] == 0.5
+    one_class = Sample(Path("unused.png"), points, np.zeros(4, np.int64), "a")
+    plain = evaluate_maps([found_positives], [one_class], LocalizationSettings(threshold=0.5)).compute()
+    assert not any("annotated" in key for key in plain)
+
+
 def _maps_with_a_false_peak(samples, size: int, cell: float, false_peak: float) -> list[np.ndarray]:
     """Each sample's Gaussian map at height ``cell`` plus one peak of ``false_peak`` far from every cell."""
     yy, xx = np.mgrid[0:size, 0:size]

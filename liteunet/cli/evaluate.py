@@ -16,7 +16,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="evaluate weights with the paper's protocol (F1 at 5/10 px, MAE, RMSE)",
         description="Evaluate a pretrained tag or a weights folder on shared data sets: pooled "
         "precision/recall/F1 at 5 and 10 px (Hungarian matching), MAE and RMSE of counts, per class "
-        "and Ki-67 index error for 2-class models. Writes a per-image CSV and a JSON summary per set.",
+        "and Ki-67 index error for 2-class models, the recall of each annotated class for a one-class model on "
+        "a set annotated with classes (bcdata). Writes a per-image CSV and a JSON summary per set.",
     )
     p.add_argument("model", help="pretrained tag (lite_unet.crc) or a weights folder (runs/x/best)")
     p.add_argument("datasets", nargs="+", help="shared data set names, or folders of images with CSV points")
@@ -72,7 +73,7 @@ def parse_object_size(value: str | None) -> float | str | None:
 def run(args: argparse.Namespace) -> int:
     # Loads torch: only when the command runs.
     from .._device import resolve_device
-    from ..data import load_split, split_label
+    from ..data import class_names, load_split, split_label
     from ..evaluate import LocalizationSettings, evaluate, write_report
     from ..models import load_model
     from ..pretrained import load_localization_settings, resolve_settings
@@ -130,5 +131,10 @@ def run(args: argparse.Namespace) -> int:
             f"P@10 {s['precision@10']:.3f}  R@10 {s['recall@10']:.3f}  MAE {s['mae']:.2f}  RMSE {s['rmse']:.2f}"
             + (f"  Ki-67 index error {s['positive_index_error']:.2f} pts" if "positive_index_error" in s else "")
         )
+        found = {int(k.rsplit("annotated", 1)[1]): v for k, v in s.items() if k.startswith("recall@10/annotated")}
+        if found:  # a one-class model on a set annotated with classes
+            names = class_names(name) if not Path(name).is_dir() else ()
+            print("  R@10 by annotated class: " + ", ".join(
+                f"{names[c] if c < len(names) else c} {v:.3f}" for c, v in sorted(found.items())))
         print(f"  wrote {csv_path} and {json_path}")
     return 0
