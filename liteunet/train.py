@@ -159,20 +159,6 @@ class TrainConfig:
 # --- data -------------------------------------------------------------------------------------
 
 
-def _augment_config(kind: str) -> AugmentConfig | bool:
-    if kind == "paper":
-        return AugmentConfig.paper()
-    if kind == "full":
-        return AugmentConfig()
-    if kind == "generalist":
-        return AugmentConfig.generalist()
-    if kind == "generalist-ihc":
-        return AugmentConfig.generalist_ihc()
-    if kind == "none":
-        return False
-    raise ValueError(f"unknown augment {kind!r}; use paper, full, generalist, generalist-ihc or none")
-
-
 def _crops_per_set(samples: int | dict[str, int] | None, names: list[str], sizes: list[int]) -> list[int]:
     """Crops drawn from each training set per epoch: one count for all, or per name with ``*`` as default."""
     if not isinstance(samples, dict):
@@ -379,7 +365,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         PointDataset(
             load_split(name, "train"),
             crop_size=cfg.crop_size,
-            augment=_augment_config(cfg.augment),
+            augment=AugmentConfig.preset(cfg.augment) or False,
             target_fn=functools.partial(gaussian_target, sigma=sigma),
             num_classes=cfg.num_classes,
             in_chans=cfg.in_chans,

@@ -10,7 +10,6 @@ import pytest
 from liteunet.data import AugmentConfig, augment
 from liteunet.data.augment_ihc import nucleus_radius, restain_as_ihc
 from liteunet.data.stains import HED_FROM_RGB, RGB_FROM_HED
-from liteunet.train import _augment_config
 
 
 def _he_image(points, size=64, radius=4):
@@ -99,7 +98,9 @@ def test_generalist_ihc_preset_adds_only_the_restaining():
     plain, ihc = AugmentConfig.generalist(), AugmentConfig.generalist_ihc()
     assert ihc.ihc_prob == 0.25
     assert [f.name for f in fields(AugmentConfig) if getattr(plain, f.name) != getattr(ihc, f.name)] == ["ihc_prob"]
-    assert _augment_config("generalist-ihc") == ihc
+    assert AugmentConfig.preset("generalist-ihc") == ihc and AugmentConfig.preset("none") is None
+    with pytest.raises(ValueError, match="unknown augment 'ihc'"):
+        AugmentConfig.preset("ihc")
 
 
 def test_augment_without_restaining_draws_the_same_random_numbers_as_before():

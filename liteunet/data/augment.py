@@ -477,6 +477,22 @@ class AugmentConfig:
     ihc_prob: float = 0.0
 
     @classmethod
+    def preset(cls, name: str) -> AugmentConfig | None:
+        """The augmentation ``liteunet train --augment NAME`` means: ``paper``, ``full`` (the
+        defaults), ``generalist``, ``generalist-ihc``, or ``none`` (``None``: no augmentation).
+
+        Example:
+            >>> AugmentConfig.preset("generalist-ihc").ihc_prob
+            0.25
+        """
+        presets = {"paper": cls.paper, "full": cls, "generalist": cls.generalist, "generalist-ihc": cls.generalist_ihc}
+        if name == "none":
+            return None
+        if name not in presets:
+            raise ValueError(f"unknown augment {name!r}; use {', '.join(presets)} or none")
+        return presets[name]()
+
+    @classmethod
     def paper(cls) -> AugmentConfig:
         """The Lite-UNet paper's training augmentation: horizontal flips only."""
         return cls(hflip=True, vflip=False, rot90=False, brightness=0.0, contrast=0.0,
