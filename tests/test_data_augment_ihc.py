@@ -115,3 +115,15 @@ def test_augment_without_restaining_draws_the_same_random_numbers_as_before():
     c = augment(image, points, labels, np.random.default_rng(5), always)
     assert not np.array_equal(a[0], c[0])
     np.testing.assert_array_equal(c[1], a[1])  # points move with geometry only
+
+
+def test_every_augment_name_of_the_command_line_is_a_preset():
+    import argparse
+
+    from liteunet.cli.train import add_train_arguments
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    choices = next(a.choices for a in parser._actions if a.dest == "augment")
+    for name in choices:
+        assert AugmentConfig.preset(name) is None if name == "none" else isinstance(AugmentConfig.preset(name), AugmentConfig)
