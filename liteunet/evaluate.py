@@ -308,9 +308,14 @@ def evaluate(
     measure the model at another magnification; with ``object_size`` (``"auto"`` or pixels) and
     the weights' ``trained_object_size`` each image is brought to the trained size before the
     model and the points mapped back, as ``localize(..., object_size=...)`` does
-    (:func:`predict_rescaled`). Points are matched in the rescaled images' pixels.
+    (:func:`predict_rescaled`). Points are matched in the rescaled images' pixels (the user's
+    pixels at that magnification); the summary then also holds the scores matched in the original
+    images' pixels, the found points mapped back by ``1 / rescale`` (``f1@10/native`` and so on:
+    10 px is then the same distance on the tissue as at native scale, so these compare with the
+    native run).
     """
     num_classes = getattr(model, "num_classes", 1)
+    original = samples
     if tta:
         model = TestTimeAugmentation(model, tta)
     if rescale == 1.0 and object_size is None:
@@ -324,6 +329,8 @@ def evaluate(
             peak.xy = rescale_points(peak.xy, 1.0 / row["scale"]).astype(np.float32)
         metrics = evaluate_maps(maps, samples, settings, num_classes=num_classes, peaks=peaks)
     summary = metrics.compute()
+    if rescale != 1.0:
+        summary.update(_native_pixel_scores(maps, original, peaks, settings, num_classes, rescale))
     if tta:
         summary["tta"] = tta
     if info:
@@ -333,6 +340,24 @@ def evaluate(
         if object_size == "auto":
             summary["object_size_estimated_median"] = float(np.nanmedian([row["estimated"] for row in info]))
     return EvaluationReport(dataset, settings, summary, metrics.per_image())
+
+
+def _native_pixel_scores(
+    maps: Sequence[np.ndarray],
+    samples: Sequence[Sample],
+    peaks: Sequence[PeakResult],
+    settings: LocalizationSettings,
+    num_classes: int,
+    rescale: float,
+) -> dict[str, float]:
+    """Precision, recall and F1 of points found in images resized by ``rescale``, mapped back and
+    matched against ``samples`` in their own pixels: keys ``"f1@10/native"`` and so on."""
+    back = [PeakResult(rescale_points(p.xy, 1.0 / rescale).astype(np.float32), p.scores, p.labels) for p in peaks]
+    native = evaluate_maps(maps, samples, settings, num_classes=num_classes, peaks=back).compute()
+    return {
+        f"{kind}@{radius}/native": native[f"{kind}@{radius}"]
+        for kind in ("precision", "recall", "f1") for radius in (5, 10)
+    }
 
 
 def write_report(report: EvaluationReport, out_dir: str | Path) -> tuple[Path, Path]:

@@ -131,6 +131,12 @@ def test_eval_scores_every_image_of_a_folder(offline, tmp_path, capsys):
     assert main(["eval", "lite_unet.multi", str(folder), "--split", "validation", "-o", str(tmp_path / "v"),
                  "--device", "cpu"]) == 0
     assert "my_cells/validation:" in capsys.readouterr().out
+    assert main(["eval", "lite_unet.multi", str(folder), "--rescale", "2", "-o", str(tmp_path / "r"),
+                 "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "my_cells/all (rescaled 2x):" in out and "in the original pixels: F1@5" in out
+    summary = json.loads((tmp_path / "r" / "my_cells_summary.json").read_text())
+    assert {"f1@10", "f1@10/native", "recall@5/native"} <= set(summary)
 
 
 def test_results_say_which_weights_made_them(offline):

@@ -44,7 +44,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--rescale", type=float, default=1.0, metavar="FACTOR",
-        help="resize every image and its points by FACTOR first (e.g. 0.5 or 2: the model at another magnification)",
+        help="resize every image and its points by FACTOR first (e.g. 0.5 or 2: the model at another magnification); "
+        "scored in the resized pixels and, mapped back, in the original ones",
     )
     p.add_argument(
         "--object-size", metavar="auto|PX",
@@ -131,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
             f"P@10 {s['precision@10']:.3f}  R@10 {s['recall@10']:.3f}  MAE {s['mae']:.2f}  RMSE {s['rmse']:.2f}"
             + (f"  Ki-67 index error {s['positive_index_error']:.2f} pts" if "positive_index_error" in s else "")
         )
+        if "f1@10/native" in s:  # --rescale: the same points matched in the original images' pixels
+            print(f"  in the original pixels: F1@5 {s['f1@5/native']:.3f}  F1@10 {s['f1@10/native']:.3f}  "
+                  f"P@10 {s['precision@10/native']:.3f}  R@10 {s['recall@10/native']:.3f}")
         found = {int(k.rsplit("annotated", 1)[1]): v for k, v in s.items() if k.startswith("recall@10/annotated")}
         if found:  # a one-class model on a set annotated with classes
             names = class_names(name) if not Path(name).is_dir() else ()

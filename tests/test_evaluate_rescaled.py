@@ -1,0 +1,80 @@
+"""`evaluate(..., rescale=)`: a model at another magnification, scored in the resized and the original pixels.
+
+The model here is an oracle: its map is the image itself (bright Gaussian blobs at the cells),
+moved ``shift`` pixels to the right, so the distance of every found point from its cell is known
+in the model's pixels and therefore in the resized and the original ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from liteunet.data import Sample
+from liteunet.evaluate import LocalizationSettings, evaluate
+
+SETTINGS = LocalizationSettings(threshold=0.3, min_distance=3)
+
+
+class ShiftedImage(nn.Module):
+    """The mean of the input channels, moved ``shift`` pixels along x: a map with known offsets."""
+
+    in_chans, num_classes = 3, 1
+
+    def __init__(self, shift: int) -> None:
+        super().__init__()
+        self.shift = shift
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.roll(x.mean(1, keepdim=True), self.shift, dims=-1)
+
+
+def _blob_images(folder: Path, n: int = 2, size: int = 160) -> list[Sample]:
+    """Images with Gaussian blobs (sigma 2 px) on a 40-px grid, away from the borders."""
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:size, 0:size]
+    samples = []
+    for i in range(n):
+        grid = np.arange(30, size - 29, 40, dtype=np.float64)
+        points = np.stack(np.meshgrid(grid + 2 * i, grid), -1).reshape(-1, 2)
+        image = np.zeros((size, size), np.float64)
+        for x, y in points:
+            image = np.maximum(image, np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 2.0**2)))
+        path = folder / f"blobs{i}.png"
+        Image.fromarray(np.repeat((image * 255).round().astype(np.uint8)[..., None], 3, -1)).save(path)
+        samples.append(Sample(path, points, np.zeros(len(points), np.int64), f"blobs{i}"))
+    return samples
+
+
+def test_a_native_run_has_no_native_pixel_scores(tmp_path):
+    summary = evaluate(ShiftedImage(0), _blob_images(tmp_path), SETTINGS, progress=False).summary
+    assert summary["f1@5"] == 1.0
+    assert not any(key.endswith("/native") for key in summary)
+
+
+@pytest.mark.parametrize("rescale", [0.5, 2.0])
+def test_an_exact_model_scores_one_in_both_pixels(tmp_path, rescale):
+    summary = evaluate(ShiftedImage(0), _blob_images(tmp_path), SETTINGS, rescale=rescale, progress=False).summary
+    assert summary["f1@5"] == summary["f1@5/native"] == 1.0
+    assert summary["rescale"] == rescale
+
+
+@pytest.mark.parametrize(
+    "rescale, shift, resized_match, native_match",
+    [
+        (2.0, 7, False, True),  # 7 px off in the 2x image is 3.5 px on the original
+        (0.5, 3, True, False),  # 3 px off in the half-size image is 6 px on the original
+    ],
+)
+def test_found_points_are_mapped_back_by_the_rescale(tmp_path, rescale, shift, resized_match, native_match):
+    summary = evaluate(
+        ShiftedImage(shift), _blob_images(tmp_path), SETTINGS, rescale=rescale, progress=False
+    ).summary
+    assert summary["f1@5"] == (1.0 if resized_match else 0.0)
+    assert summary["f1@5/native"] == (1.0 if native_match else 0.0)
+    assert summary["f1@10"] == summary["f1@10/native"] == 1.0  # within 10 px either way
