@@ -315,22 +315,22 @@ def evaluate(
     native run).
     """
     num_classes = getattr(model, "num_classes", 1)
-    original = samples
     if tta:
         model = TestTimeAugmentation(model, tta)
+    native: dict[str, float] = {}
     if rescale == 1.0 and object_size is None:
         maps = predict_maps(model, samples, device=device, progress=progress)
         metrics = evaluate_maps(maps, samples, settings, num_classes=num_classes)
         info: list[dict[str, float]] = []
     else:
-        maps, samples, info = predict_rescaled(model, samples, rescale, object_size, trained_object_size, device, progress)
+        maps, resized, info = predict_rescaled(model, samples, rescale, object_size, trained_object_size, device, progress)
         peaks = peaks_of_maps(maps, settings.min_distance, settings.threshold)
         for peak, row in zip(peaks, info):
             peak.xy = rescale_points(peak.xy, 1.0 / row["scale"]).astype(np.float32)
-        metrics = evaluate_maps(maps, samples, settings, num_classes=num_classes, peaks=peaks)
-    summary = metrics.compute()
-    if rescale != 1.0:
-        summary.update(_native_pixel_scores(maps, original, peaks, settings, num_classes, rescale))
+        metrics = evaluate_maps(maps, resized, settings, num_classes=num_classes, peaks=peaks)
+        if rescale != 1.0:
+            native = _native_pixel_scores(maps, samples, peaks, settings, num_classes, rescale)
+    summary = metrics.compute() | native
     if tta:
         summary["tta"] = tta
     if info:
