@@ -11,6 +11,11 @@ Record the object size the weights were trained at (``localize(..., object_size=
 measured on the training images of the config's ``training.datasets``::
 
     python -m liteunet.release weights/lite_unet.multi --object-size-only
+
+Or choose it as a setting, the size ``object_size="auto"`` localizes best at on the validation
+splits (each image at native scale, brought to each candidate size)::
+
+    python -m liteunet.release weights/lite_unet.multi --object-size-tune 8 10.5 15 --datasets crc mbm
 """
 
 from __future__ import annotations
@@ -38,11 +43,13 @@ from .evaluate import (
     DEFAULT_MIN_DISTANCES,
     DEFAULT_THRESHOLDS,
     LocalizationSettings,
+    evaluate,
     evaluate_maps,
     precision_guard,
     predict_maps,
     select_settings,
     select_settings_across,
+    selection_score,
 )
 from .pretrained import load_localization_settings, resolve_settings
 from .inference import TTA_MODES, OnnxModel, TestTimeAugmentation, calibration_images, export_onnx, prepare_model, quantize_onnx
@@ -51,12 +58,12 @@ from .object_size import estimate_object_size
 
 __all__ = [
     "finalize_weights", "tune_tta", "tune_per_dataset", "check_precisions", "compiling_every_shape", "measure_object_size",
-    "main",
+    "tune_object_size", "main",
 ]
 
 #: Keys of a config's "localization" that describe the input the weights expect, not how peaks
 #: are picked: kept when the peak settings are re-tuned.
-INPUT_KEYS = ("normalize", "object_size", "object_size_by_dataset", "mpp")
+INPUT_KEYS = ("normalize", "object_size", "object_size_by_dataset", "object_size_measured", "object_size_tuning", "mpp")
 
 
 def finalize_weights(
@@ -373,6 +380,78 @@ def measure_object_size(
     return record
 
 
+def tune_object_size(
+    folder: str | Path,
+    datasets: Sequence[str],
+    sizes: Sequence[float],
+    split: str = "validation",
+    max_images: int | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    tag: str | None = None,
+) -> dict[str, Any]:
+    """Choose the object size ``object_size="auto"`` brings images to, on ``split``, and record it.
+
+    A model trained with scale augmentation over sets whose objects differ five-fold need not
+    localize best at the median of their sizes (what :func:`measure_object_size` records). Each
+    candidate size is scored as a user would meet it: every image at its native scale, its object
+    size estimated and the image brought to the candidate (:func:`liteunet.evaluate.evaluate`
+    with ``object_size="auto"``), with the weights' shared peak settings. The size with the best
+    mean :func:`~liteunet.evaluate.selection_score` over the data sets is written to
+    ``localization.object_size``; the measured size it replaces is kept in
+    ``localization.object_size_measured`` and every candidate's F1@10 per set in
+    ``localization.object_size_tuning``.
+
+    Args:
+        folder: the weights folder (its ``config.json`` is updated; the weights are not touched).
+        datasets: the data sets scored, each counting equally.
+        sizes: the candidate sizes in pixels.
+        split: the split scored (default ``"validation"``, as for the peak settings).
+        max_images: at most this many images per set, evenly spaced (default: all).
+        tag: the pretrained tag; when given, the model card is written again (its object-size table).
+
+    Returns:
+        ``{"object_size": chosen, "scores": {size: {set: F1@10, ..., "selection": mean score}}}``.
+
+    Example:
+        >>> tune_object_size("weights/lite_unet.multi", ["crc", "mbm"], [8, 12])  # doctest: +SKIP
+        {'object_size': 8.0, 'scores': {...}}
+    """
+    if not sizes or not all(float(size) > 0 for size in sizes):
+        raise ValueError(f"candidate object sizes must be positive numbers of pixels, got {list(sizes)}")
+    folder = Path(folder)
+    model = load_model(folder).to(device).eval()
+    chosen = resolve_settings(load_localization_settings(model))
+    settings = LocalizationSettings(threshold=chosen["threshold"], min_distance=chosen["min_distance"])
+    samples = {}
+    for name in datasets:
+        found = load_split(name, split)
+        if max_images and len(found) > max_images:
+            found = [found[round(i * (len(found) - 1) / (max_images - 1 or 1))] for i in range(max_images)]
+        samples[split_label(name)] = found
+    scores: dict[str, dict[str, float]] = {}
+    for size in sorted(float(size) for size in sizes):
+        summaries = {
+            name: evaluate(model, s, settings, dataset=name, device=device, progress=progress, object_size="auto",
+                           trained_object_size=size).summary
+            for name, s in samples.items()
+        }
+        row = {name: round(summary["f1@10"], 4) for name, summary in summaries.items()}
+        row["selection"] = round(float(np.mean([selection_score(summary) for summary in summaries.values()])), 4)
+        scores[f"{size:g}"] = row
+    best = max(scores, key=lambda size: scores[size]["selection"])
+    config = json.loads((folder / "config.json").read_text())
+    localization = config.setdefault("localization", {})
+    if "object_size" in localization and "object_size_measured" not in localization:
+        localization["object_size_measured"] = localization["object_size"]
+    localization["object_size"] = float(best)
+    localization["object_size_tuning"] = {"split": split, "datasets": list(samples), "scores": scores}
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    if tag:
+        write_model_card(folder, tag)
+    return {"object_size": float(best), "scores": scores}
+
+
 @contextlib.contextmanager
 def compiling_every_shape(limit: int = 64) -> Iterator[None]:
     """Let ``torch.compile`` compile each new input shape instead of falling back to eager.
@@ -432,6 +511,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--object-size-only", action="store_true", help="only measure and record the object size of an existing weights folder",
     )
+    parser.add_argument(
+        "--object-size-tune", nargs="+", type=float, metavar="PX",
+        help="only choose, among these sizes, the object size object_size='auto' localizes best at on --datasets "
+        "(--split, native scale) and record it (with --tag, the model card is written again)",
+    )
     parser.add_argument("--object-size-datasets", nargs="+", metavar="DATASET", help="data sets to measure the object size on")
     parser.add_argument("--object-size-split", default="train", help="split the object size is measured on (default train)")
     parser.add_argument("--max-images", type=int, help="object size: at most this many images per set")
@@ -446,6 +530,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.object_size_only:
         record = measure_object_size(args.out_folder, args.object_size_datasets, args.object_size_split, args.max_images)
         print(f"object size {record['object_size']} px; by data set: {record['object_size_by_dataset']}")
+        return 0
+    if args.object_size_tune:
+        if not args.datasets:
+            parser.error("--object-size-tune needs --datasets to score on")
+        tuned = tune_object_size(
+            args.out_folder, args.datasets, args.object_size_tune, args.split, args.max_images, args.device, tag=args.tag
+        )
+        for size, row in tuned["scores"].items():
+            print(f"object size {size} px: " + "  ".join(f"{k} {v:.3f}" for k, v in row.items()))
+        print(f"chosen: {tuned['object_size']:g} px (recorded in {args.out_folder}/config.json localization.object_size)")
         return 0
     if not (args.tag and args.datasets):
         parser.error("--tag and --datasets are needed (except with --object-size-only)")

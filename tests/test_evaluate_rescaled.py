@@ -78,3 +78,46 @@ def test_found_points_are_mapped_back_by_the_rescale(tmp_path, rescale, shift, r
     assert summary["f1@5"] == (1.0 if resized_match else 0.0)
     assert summary["f1@5/native"] == (1.0 if native_match else 0.0)
     assert summary["f1@10"] == summary["f1@10/native"] == 1.0  # within 10 px either way
+
+
+def test_object_size_tuning_records_the_size_the_model_localizes_best_at(tmp_path, monkeypatch, capsys):
+    import json
+
+    import liteunet.release
+    from liteunet.release import main, tune_object_size
+
+    data = tmp_path / "data"
+    for sample in _blob_images(data):
+        np.savetxt(data / f"{sample.name}.csv", sample.points, delimiter=",", header="x,y", comments="", fmt="%.1f")
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "config.json").write_text(json.dumps({"localization": {"threshold": 0.3, "min_distance": 3, "object_size": 5.0}}))
+    # 8 model pixels off: 8 / scale pixels off in the image, so the larger the size the images
+    # are brought to (scale = size / estimated, the blobs measure about 5.7 px), the closer.
+    monkeypatch.setattr(liteunet.release, "load_model", lambda folder: ShiftedImage(8))
+    monkeypatch.setattr(liteunet.release, "load_localization_settings", lambda model: {"threshold": 0.3, "min_distance": 3})
+    tuned = tune_object_size(weights, [str(data)], [4, 6, 15], split="all", progress=False)
+    scores = tuned["scores"]
+    assert scores["4"]["data"] == 0.0 and scores["6"]["data"] == 1.0 and scores["15"]["data"] == 1.0
+    assert scores["15"]["selection"] == 1.0 > scores["6"]["selection"]  # F1@5 too: 8 / 2.6 = 3 px off
+    assert tuned["object_size"] == 15.0
+    stored = json.loads((weights / "config.json").read_text())["localization"]
+    assert stored["object_size"] == 15.0 and stored["object_size_measured"] == 5.0
+    assert stored["object_size_tuning"]["scores"] == scores and stored["threshold"] == 0.3
+    # again: the measured size stays the first one, not the size tuned before
+    tune_object_size(weights, [str(data)], [6], split="all", progress=False)
+    assert json.loads((weights / "config.json").read_text())["localization"]["object_size_measured"] == 5.0
+    with pytest.raises(ValueError, match="candidate object sizes must be positive"):
+        tune_object_size(weights, [str(data)], [0, 6], split="all")
+    capsys.readouterr()
+    assert main([str(weights), "--object-size-tune", "4", "15", "--datasets", str(data), "--split", "all"]) == 0
+    printed = capsys.readouterr().out
+    assert "object size 15 px: data 1.000  selection 1.000" in printed and "chosen: 15 px" in printed
+    with pytest.raises(SystemExit):
+        main([str(weights), "--object-size-tune", "4"])
+    # the model card shows the candidates
+    from liteunet.model_card import render_model_card
+
+    card = render_model_card(json.loads((weights / "config.json").read_text()), "lite_unet.test")
+    assert "## Object size" in card and "measure 15.0 px before the model" in card
+    assert "| size (px) | data | mean of F1@5 and F1@10 |" in card and "| 4 | 0.000 | 0.000 |" in card
