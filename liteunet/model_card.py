@@ -164,6 +164,7 @@ def render_model_card(
         "",
         *_tta_section(config, tag),
         *_per_dataset_section(config, tag),
+        *_object_size_section(config, tag),
         *_precision_section(config),
         "## Intended use and limitations",
         "- Research on cell/nucleus localization and counting in microscopy and pathology images "
@@ -243,6 +244,50 @@ def _per_dataset_section(config: dict[str, Any], tag: str) -> list[str]:
     commands = [f"`liteunet eval {tag} {names} --tuned-for each`"]
     commands += [f"`liteunet eval {tag} {names} --tuned-for each --tta {mode}`" for mode in modes]
     lines += ["", f"Reproduce: {', '.join(commands)}.", ""]
+    return lines
+
+
+def _object_size_section(config: dict[str, Any], tag: str) -> list[str]:
+    localization = config.get("localization") or {}
+    size = localization.get("object_size")
+    if not size:
+        return []
+    target = _eval_target(config, tag)
+    lines = [
+        "## Object size",
+        f"`localize(..., object_size=\"auto\")` (`--object-size auto`) estimates the typical object diameter in "
+        f"each image and resizes the image so that its objects measure {_fmt(float(size), 1)} px before the model; "
+        "the points come back in the image's own pixels. It is meant for images at another magnification than "
+        "the training sets'.",
+        "",
+    ]
+    by_set = localization.get("object_size_by_dataset") or {}
+    if by_set:
+        sizes = ", ".join(f"{name} {_fmt(float(value), 1)}" for name, value in by_set.items())
+        lines += [f"Median estimated diameter on each training set (px): {sizes}.", ""]
+    tuning = localization.get("object_size_tuning") or {}
+    scores = tuning.get("scores") or {}
+    if scores:
+        names = [name for name in next(iter(scores.values())) if name != "selection"]
+        measured = localization.get("object_size_measured")
+        lines += [
+            f"The size was chosen like the peak settings, on the {tuning.get('split', 'validation')} images at "
+            "their native scale"
+            + (f" (the median of the training sets' sizes is {_fmt(float(measured), 1)} px)" if measured else "")
+            + ": F1@10 with `object_size=\"auto\"` at each candidate size, and the mean of F1@5 and F1@10 it was "
+            "chosen by:",
+            "",
+            "| size (px) | " + " | ".join(names) + " | mean of F1@5 and F1@10 |",
+            "|---|" + "---|" * (len(names) + 1),
+        ]
+        for candidate, row in scores.items():
+            lines.append(f"| {candidate} | " + " | ".join(_fmt(row.get(n, "")) for n in names) + f" | {_fmt(row.get('selection', ''))} |")
+        lines += [
+            "",
+            f"Reproduce: `python -m liteunet.release {target} --object-size-tune {' '.join(scores)} --datasets "
+            f"{' '.join(names)}`; the chosen size alone: `liteunet eval {target} {' '.join(names)} --object-size auto`.",
+            "",
+        ]
     return lines
 
 
