@@ -207,7 +207,8 @@ def _tta_section(config: dict[str, Any], tag: str) -> list[str]:
                 + f" {_fmt(base.get('f1@5', ''))} | {_fmt(base.get('f1@10', ''))} |"
             )
     names = " ".join(next(iter(results.values())))
-    commands = ", ".join(f"`liteunet eval {tag} {names} --tta {mode}`" for mode in results)
+    target = _eval_target(config, tag)
+    commands = ", ".join(f"`liteunet eval {target} {names} --tta {mode}`" for mode in results)
     lines += ["", f"Reproduce: {commands}.", ""]
     return lines
 
@@ -241,8 +242,9 @@ def _per_dataset_section(config: dict[str, Any], tag: str) -> list[str]:
                 f"{metrics['f1@5']:.3f} | {metrics['f1@10']:.3f} | {_fmt(metrics['mae'])} | {_fmt(before.get('f1@10', ''))} |"
             )
     names = " ".join(results)
-    commands = [f"`liteunet eval {tag} {names} --tuned-for each`"]
-    commands += [f"`liteunet eval {tag} {names} --tuned-for each --tta {mode}`" for mode in modes]
+    target = _eval_target(config, tag)
+    commands = [f"`liteunet eval {target} {names} --tuned-for each`"]
+    commands += [f"`liteunet eval {target} {names} --tuned-for each --tta {mode}`" for mode in modes]
     lines += ["", f"Reproduce: {', '.join(commands)}.", ""]
     return lines
 

@@ -40,3 +40,26 @@ def test_reaching_the_limit_is_an_error_not_a_silent_eager_run():
     with compiling_every_shape(limit=2), pytest.raises(Exception, match="(?i)limit"):
         for k in range(3):
             fn(torch.ones(1, 3, 8 + k, 8))
+
+
+def test_a_card_of_weights_outside_the_zoo_reproduces_with_the_folder():
+    from liteunet.model_card import render_model_card
+
+    scores = {"f1@5": 0.5, "f1@10": 0.6, "mae": 1.0}
+    config = {
+        "card": {"load": 'liteunet.load_model("weights/candidates/c1")'},
+        "localization": {
+            "threshold": 0.3, "min_distance": 3, "object_size": 10.0,
+            "tta": {"flips": {"threshold": 0.2, "min_distance": 2}},
+            "tuned_for": {"crc": {"threshold": 0.4, "min_distance": 3}},
+            "object_size_tuning": {"split": "validation", "scores": {"10": {"crc": 0.6, "selection": 0.55}}},
+        },
+        "evaluation": {"metrics": {"crc": scores}, "tta": {"flips": {"crc": scores}}, "tuned_for": {"crc": scores}},
+    }
+    card = render_model_card(config, "lite_unet.c1", evaluation=config["evaluation"]["metrics"])
+    for section in ("## Test-time augmentation", "## Settings for one kind of image", "## Object size"):
+        assert section in card
+    assert "liteunet eval lite_unet.c1" not in card  # not a registered tag
+    assert "`liteunet eval weights/candidates/c1 crc --tta flips`" in card
+    assert "`liteunet eval weights/candidates/c1 crc --tuned-for each`" in card
+    assert "--object-size-tune 10 --datasets crc" in card
