@@ -322,6 +322,13 @@ def check_precisions(
     return guard
 
 
+def _evenly_spaced(samples: list, count: int | None) -> list:
+    """At most ``count`` of ``samples``, evenly spaced, first and last included (all when ``count`` is None)."""
+    if not count or len(samples) <= count:
+        return samples
+    return [samples[round(i * (len(samples) - 1) / (count - 1 or 1))] for i in range(count)]
+
+
 def measure_object_size(
     folder: str | Path,
     datasets: Sequence[str] | None = None,
@@ -359,9 +366,7 @@ def measure_object_size(
         raise ValueError(f"{folder}/config.json names no training.datasets; pass the data sets (--datasets)")
     per_set: dict[str, float] = {}
     for name in names:
-        samples = load_split(name, split)
-        if max_images and len(samples) > max_images:
-            samples = [samples[round(i * (len(samples) - 1) / (max_images - 1 or 1))] for i in range(max_images)]
+        samples = _evenly_spaced(load_split(name, split), max_images)
         sizes = [estimate_object_size(read_image(s.image_path)) for s in tqdm(samples, desc=f"object size {name}", disable=not progress)]
         found = [d for d in sizes if d == d]
         if not found:
@@ -423,12 +428,7 @@ def tune_object_size(
     model = load_model(folder).to(device).eval()
     chosen = resolve_settings(load_localization_settings(model))
     settings = LocalizationSettings(threshold=chosen["threshold"], min_distance=chosen["min_distance"])
-    samples = {}
-    for name in datasets:
-        found = load_split(name, split)
-        if max_images and len(found) > max_images:
-            found = [found[round(i * (len(found) - 1) / (max_images - 1 or 1))] for i in range(max_images)]
-        samples[split_label(name)] = found
+    samples = {split_label(name): _evenly_spaced(load_split(name, split), max_images) for name in datasets}
     scores: dict[str, dict[str, float]] = {}
     for size in sorted(float(size) for size in sizes):
         summaries = {
