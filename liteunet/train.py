@@ -101,6 +101,8 @@ class TrainConfig:
         augment: ``paper``, ``full``, ``generalist`` (scale, stain and modality changes for
             weights meant for any lab), ``generalist-ihc`` (and bright-field crops re-stained as
             nuclear IHC) or ``none``.
+        scale_range, scale_prob: replace the augmentation's random zoom (smallest and largest
+            factor, and the share of crops zoomed); ``None`` keeps the preset's.
         normalize: input scaling, ``auto`` (8-bit / 255, others percentiles) or ``percentile``
             (per-image percentiles whatever the bit depth, as StarDist and Cellpose); stored with
             the weights so inference scales the same way.
@@ -124,6 +126,8 @@ class TrainConfig:
     schedule: str | None = None
     amp: str | None = None
     augment: str | None = None
+    scale_range: tuple[float, float] | None = None
+    scale_prob: float | None = None
     normalize: str = "auto"
     sigma: float | dict[str, float] = 2.0
     num_classes: int = 1
@@ -365,7 +369,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         PointDataset(
             load_split(name, "train"),
             crop_size=cfg.crop_size,
-            augment=AugmentConfig.preset(cfg.augment) or False,
+            augment=AugmentConfig.preset(cfg.augment, cfg.scale_range, cfg.scale_prob) or False,
             target_fn=functools.partial(gaussian_target, sigma=sigma),
             num_classes=cfg.num_classes,
             in_chans=cfg.in_chans,

@@ -109,6 +109,40 @@ def test_sigma_option_takes_one_width_or_per_set_widths():
         parser.parse_args(["crc", "--sigma", "crc=wide"])
 
 
+def test_scale_options_replace_the_augmentations_zoom(tmp_path, monkeypatch):
+    import liteunet.train as training
+    from liteunet.data import AugmentConfig
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    cfg = config_from_args(parser.parse_args(["crc", "--augment", "generalist", "--scale-range", "0.7", "1.4", "--scale-prob", "0.3"]))
+    assert (cfg.scale_range, cfg.scale_prob) == ([0.7, 1.4], 0.3)
+    assert config_from_args(parser.parse_args(["crc"])).scale_range is None
+    zoomed = AugmentConfig.preset("generalist", scale_range=(0.7, 1.4), scale_prob=0.3)
+    assert zoomed == AugmentConfig(**{**AugmentConfig.generalist().__dict__, "scale_range": (0.7, 1.4), "scale_prob": 0.3})
+    assert AugmentConfig.preset("generalist", scale_prob=0.0).scale_range == (0.5, 2.0)  # the rest kept
+    with pytest.raises(ValueError, match="scale_range"):
+        AugmentConfig.preset("generalist", scale_range=(2.0, 0.5))
+    with pytest.raises(ValueError, match="scale_prob"):
+        AugmentConfig.preset("full", scale_prob=1.5)
+    with pytest.raises(ValueError, match="'none'"):
+        AugmentConfig.preset("none", scale_prob=0.5)
+
+    seen = []
+    real = training.PointDataset
+
+    def recording(samples, **kwargs):
+        seen.append(kwargs["augment"])
+        return real(samples, **kwargs)
+
+    monkeypatch.setattr(training, "PointDataset", recording)
+    data = _make_folder(tmp_path / "data", n=3)
+    train(TrainConfig(datasets=[str(data)], out_dir=str(tmp_path / "run"), epochs=1, batch_size=2, crop_size=32,
+                      model_args=TINY, samples_per_epoch=2, augment="generalist", scale_range=(0.8, 1.25),
+                      scale_prob=0.4, progress=False))
+    assert (seen[0].scale_range, seen[0].scale_prob, seen[0].stain) == ((0.8, 1.25), 0.4, 0.08)
+
+
 def test_each_training_set_gets_targets_of_its_own_width(tmp_path, monkeypatch):
     import liteunet.train as training
 

@@ -44,6 +44,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float)
     parser.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], help="autocast dtype (default from the preset; 'auto': bf16 on CUDA and on CPUs with native bf16, else off)")
     parser.add_argument("--augment", choices=["paper", "full", "generalist", "generalist-ihc", "none"], help="'generalist': + scale 0.5x-2x, HED stain, grey, blur, noise, JPEG; 'generalist-ihc': + a quarter of bright-field crops re-stained as nuclear IHC (default from the preset)")
+    parser.add_argument("--scale-range", type=float, nargs=2, metavar=("LO", "HI"), help="random zoom of the training crops, smallest and largest factor (default from --augment; generalist: 0.5 2)")
+    parser.add_argument("--scale-prob", type=float, metavar="P", help="share of training crops zoomed (default from --augment; generalist: 0.7)")
     parser.add_argument("--normalize", choices=["auto", "percentile"], default="auto", help="input scaling: 'auto' (8-bit / 255, others percentiles) or 'percentile' (per-image percentiles for every bit depth); stored with the weights")
     parser.add_argument(
         "--sigma", nargs="+", type=_sigma_argument, metavar="S|SET=S",

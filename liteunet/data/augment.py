@@ -476,21 +476,33 @@ class AugmentConfig:
     jpeg_quality: tuple[int, int] = (30, 90)
     ihc_prob: float = 0.0
 
+    def __post_init__(self) -> None:
+        lo, hi = self.scale_range
+        if not 0 < lo <= hi or not 0 <= self.scale_prob <= 1:
+            raise ValueError(f"scale_range must satisfy 0 < lo <= hi and scale_prob lie in [0, 1], got {self.scale_range}, {self.scale_prob}")
+
     @classmethod
-    def preset(cls, name: str) -> AugmentConfig | None:
+    def preset(cls, name: str, scale_range: tuple[float, float] | None = None,
+               scale_prob: float | None = None) -> AugmentConfig | None:
         """The augmentation ``liteunet train --augment NAME`` means: ``paper``, ``full`` (the
-        defaults), ``generalist``, ``generalist-ihc``, or ``none`` (``None``: no augmentation).
+        defaults), ``generalist``, ``generalist-ihc``, or ``none`` (``None``: no augmentation);
+        ``scale_range`` / ``scale_prob`` replace the preset's zoom where given.
 
         Example:
             >>> AugmentConfig.preset("generalist-ihc").ihc_prob
             0.25
+            >>> AugmentConfig.preset("generalist", scale_range=(0.7, 1.4), scale_prob=0.3).scale_range
+            (0.7, 1.4)
         """
         presets = {"paper": cls.paper, "full": cls, "generalist": cls.generalist, "generalist-ihc": cls.generalist_ihc}
+        zoom = {k: v for k, v in (("scale_range", scale_range), ("scale_prob", scale_prob)) if v is not None}
         if name == "none":
+            if zoom:
+                raise ValueError("augment 'none' cannot take a scale_range or scale_prob")
             return None
         if name not in presets:
             raise ValueError(f"unknown augment {name!r}; use {', '.join(presets)} or none")
-        return presets[name]()
+        return replace(presets[name](), **{k: tuple(v) if k == "scale_range" else v for k, v in zoom.items()})
 
     @classmethod
     def paper(cls) -> AugmentConfig:
