@@ -83,8 +83,8 @@ def test_found_points_are_mapped_back_by_the_rescale(tmp_path, rescale, shift, r
 def test_object_size_tuning_records_the_size_the_model_localizes_best_at(tmp_path, monkeypatch, capsys):
     import json
 
-    import liteunet.release
-    from liteunet.release import main, tune_object_size
+    import liteunet.release_object_size as object_size_module
+    from liteunet.release import main, measure_object_size, tune_object_size
 
     data = tmp_path / "data"
     for sample in _blob_images(data):
@@ -94,8 +94,8 @@ def test_object_size_tuning_records_the_size_the_model_localizes_best_at(tmp_pat
     (weights / "config.json").write_text(json.dumps({"localization": {"threshold": 0.3, "min_distance": 3, "object_size": 5.0}}))
     # 8 model pixels off: 8 / scale pixels off in the image, so the larger the size the images
     # are brought to (scale = size / estimated, the blobs measure about 5.7 px), the closer.
-    monkeypatch.setattr(liteunet.release, "load_model", lambda folder: ShiftedImage(8))
-    monkeypatch.setattr(liteunet.release, "load_localization_settings", lambda model: {"threshold": 0.3, "min_distance": 3})
+    monkeypatch.setattr(object_size_module, "load_model", lambda folder: ShiftedImage(8))
+    monkeypatch.setattr(object_size_module, "load_localization_settings", lambda model: {"threshold": 0.3, "min_distance": 3})
     tuned = tune_object_size(weights, [str(data)], [4, 6, 15], split="all", progress=False)
     scores = tuned["scores"]
     assert scores["4"]["data"] == 0.0 and scores["6"]["data"] == 1.0 and scores["15"]["data"] == 1.0
@@ -107,6 +107,11 @@ def test_object_size_tuning_records_the_size_the_model_localizes_best_at(tmp_pat
     # again: the measured size stays the first one, not the size tuned before
     tune_object_size(weights, [str(data)], [6], split="all", progress=False)
     assert json.loads((weights / "config.json").read_text())["localization"]["object_size_measured"] == 5.0
+    # measuring again after tuning keeps the tuned choice and updates the measured size
+    tune_object_size(weights, [str(data)], [4, 6, 15], split="all", progress=False)
+    record = measure_object_size(weights, [str(data)], split="all", progress=False)
+    stored = json.loads((weights / "config.json").read_text())["localization"]
+    assert stored["object_size"] == 15.0 and stored["object_size_measured"] == record["object_size"] != 15.0
     with pytest.raises(ValueError, match="candidate object sizes must be positive"):
         tune_object_size(weights, [str(data)], [0, 6], split="all")
     capsys.readouterr()

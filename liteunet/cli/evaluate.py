@@ -74,7 +74,7 @@ def parse_object_size(value: str | None) -> float | str | None:
 def run(args: argparse.Namespace) -> int:
     # Loads torch: only when the command runs.
     from .._device import resolve_device
-    from ..data import class_names, load_split, split_label
+    from ..data import class_names, evenly_spaced, load_split, split_label
     from ..evaluate import LocalizationSettings, evaluate, write_report
     from ..models import load_model
     from ..pretrained import load_localization_settings, resolve_settings
@@ -110,10 +110,7 @@ def run(args: argparse.Namespace) -> int:
     model.to(device)
     for name in args.datasets:
         split = args.split or ("all" if Path(name).is_dir() else "validation")
-        samples = load_split(name, split)
-        if args.max_images and len(samples) > args.max_images:
-            n = args.max_images
-            samples = [samples[round(i * (len(samples) - 1) / (n - 1 or 1))] for i in range(n)]
+        samples = evenly_spaced(load_split(name, split), args.max_images)
         report = evaluate(
             model, samples, settings[name], dataset=split_label(name), device=device, tta=args.tta,
             rescale=args.rescale, object_size=object_size, trained_object_size=trained_size(name),

@@ -31,6 +31,7 @@ from .datasets import (
     Sample,
     class_names,
     default_root,
+    evenly_spaced,
     list_datasets,
     load_dataset,
     load_folder,
@@ -67,6 +68,7 @@ __all__ = [
     "load_split",
     "split_label",
     "read_split_file",
+    "evenly_spaced",
     # targets
     "TargetFn",
     "gaussian_target",

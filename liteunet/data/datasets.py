@@ -38,6 +38,7 @@ __all__ = [
     "load_dataset",
     "load_folder",
     "read_split_file",
+    "evenly_spaced",
 ]
 
 #: Environment variable naming the folder that holds the data sets.
@@ -392,3 +393,18 @@ def load_split(name_or_folder: str, split: str, root: str | os.PathLike | None =
 def split_label(name_or_folder: str) -> str:
     """Short name of a data set or folder, for logs and reports."""
     return Path(name_or_folder).name if _is_folder(name_or_folder) else name_or_folder
+
+
+def evenly_spaced(samples: list, count: int | None) -> list:
+    """At most ``count`` of ``samples``, evenly spaced, first and last included (all when ``count`` is None).
+
+    A quick look at a split that still spans it (``liteunet eval --max-images``, object-size
+    measurements), rather than its first images, which often come from one acquisition.
+
+    Example:
+        >>> evenly_spaced(list(range(10)), 3)
+        [0, 4, 9]
+    """
+    if not count or len(samples) <= count:
+        return samples
+    return [samples[round(i * (len(samples) - 1) / (count - 1 or 1))] for i in range(count)]
