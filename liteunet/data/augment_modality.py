@@ -68,7 +68,7 @@ def gaussian_noise(image: np.ndarray, std: float, rng: np.random.Generator) -> n
     """Add white Gaussian noise of standard deviation ``std`` (camera read noise).
 
     Example:
-        >>> gaussian_noise(np.zeros((4, 4), np.float32), 0.0, np.random.default_rng(0)).max()
+        >>> gaussian_noise(np.zeros((4, 4), np.float32), 0.0, np.random.default_rng(0)).max().item()
         0.0
     """
     noise = rng.normal(0.0, std, size=image.shape).astype(np.float32) if std > 0 else 0.0

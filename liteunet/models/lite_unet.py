@@ -84,7 +84,7 @@ class LiteUNet(LocalizationModel):
         - output: :math:`(B, num\\_classes, H, W)`, the location map
 
     Example:
-        >>> import liteunet
+        >>> import liteunet, torch
         >>> model = liteunet.create_model("lite_unet")
         >>> model(torch.rand(1, 3, 100, 120)).shape
         torch.Size([1, 1, 100, 120])

@@ -151,6 +151,7 @@ def load_weights_config(model: nn.Module) -> dict[str, Any]:
     ``inference``).
 
     Example:
+        >>> import liteunet
         >>> load_weights_config(liteunet.create_model("lite_unet"))
         {}
     """
@@ -191,6 +192,7 @@ def load_localization_settings(
         PretrainedWeightsError: a name's config cannot be found, or the settings are malformed.
 
     Example:
+        >>> import liteunet
         >>> load_localization_settings(liteunet.create_model("lite_unet"))
         {'threshold': 0.5, 'min_distance': 3}
     """
