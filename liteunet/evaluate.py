@@ -8,8 +8,9 @@ threshold on a validation set costs one forward pass per image.
 from __future__ import annotations
 
 import csv
+import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from .data import Sample, match_channels, normalize_image, read_image
 from .metrics import PointMetrics
 from .object_size import estimate_object_size, rescale_image, rescale_points, scale_to_trained
 from .points import PeakResult, find_peaks
+from .inference.scale_model import ScaleModel
 from .inference.tta import TestTimeAugmentation
 from .pretrained.settings import DEFAULT_LOCALIZATION, load_localization_settings
 
@@ -121,6 +123,7 @@ def predict_rescaled(
     trained_object_size: float | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    zoom_of: Callable[[np.ndarray], float] | None = None,
 ) -> tuple[list[np.ndarray], list[Sample], list[dict[str, float]]]:
     """Location maps of images seen at another magnification, brought back to the trained object size.
 
@@ -128,14 +131,16 @@ def predict_rescaled(
     magnification would be; its true points are mapped with it), then, as ``localize()`` does
     with ``object_size``, normalized and resized by ``trained_object_size / object_size`` (or by
     ``trained / estimated`` with ``"auto"``, :func:`liteunet.object_size.estimate_object_size` on
-    the rescaled image) before the model.
+    the rescaled image) before the model. With ``zoom_of`` (a learned scale model,
+    :meth:`liteunet.inference.ScaleModel.predict`), ``"auto"`` resizes by ``1 / zoom_of(image)``
+    instead.
 
     Returns:
         The maps (at the model's scale), the samples with points in the rescaled images' pixels,
         and per image ``{"scale", "estimated"}``: the model pixels per rescaled-image pixel and
-        the estimated object size (``nan`` unless ``"auto"``).
+        the estimated object size or zoom (``nan`` unless ``"auto"``).
     """
-    if object_size is not None and not trained_object_size:
+    if object_size is not None and not trained_object_size and not (object_size == "auto" and zoom_of):
         raise ValueError("object_size needs the weights' trained object size (config.json localization.object_size)")
     normalize = stored_normalize(model)  # as predict_maps: what the weights store
     model.eval()
@@ -146,7 +151,10 @@ def predict_rescaled(
         if rescale != 1.0:
             image = rescale_image(image, rescale)
         estimated, scale = float("nan"), 1.0
-        if object_size == "auto":
+        if object_size == "auto" and zoom_of is not None:
+            estimated = zoom_of(image)
+            scale = scale_to_trained(estimated, 1.0)[0]  # 1 / zoom, within the same limits
+        elif object_size == "auto":
             estimated = estimate_object_size(image)
             scale = scale_to_trained(estimated, float(trained_object_size))[0]  # type: ignore[arg-type]
         elif object_size is not None:
@@ -296,6 +304,7 @@ def evaluate(
     rescale: float = 1.0,
     object_size: float | str | None = None,
     trained_object_size: float | None = None,
+    scale_model: ScaleModel | None = None,
 ) -> EvaluationReport:
     """Evaluate ``model`` on ``samples`` with the paper's protocol (F1 at 5 and 10 px, MAE, RMSE).
 
@@ -312,8 +321,10 @@ def evaluate(
     pixels at that magnification); the summary then also holds the scores matched in the original
     images' pixels, the found points mapped back by ``1 / rescale`` (``f1@10/native`` and so on:
     10 px is then the same distance on the tissue as at native scale, so these compare with the
-    native run).
+    native run). ``scale_model`` makes ``"auto"`` use the weights' learned scale estimate
+    (:class:`~liteunet.inference.ScaleModel`) rather than the blob estimator.
     """
+    zoom_of = functools.partial(scale_model.predict, model, device=device) if scale_model else None
     num_classes = getattr(model, "num_classes", 1)
     if tta:
         model = TestTimeAugmentation(model, tta)
@@ -323,7 +334,7 @@ def evaluate(
         metrics = evaluate_maps(maps, samples, settings, num_classes=num_classes)
         info: list[dict[str, float]] = []
     else:
-        maps, resized, info = predict_rescaled(model, samples, rescale, object_size, trained_object_size, device, progress)
+        maps, resized, info = predict_rescaled(model, samples, rescale, object_size, trained_object_size, device, progress, zoom_of)
         peaks = peaks_of_maps(maps, settings.min_distance, settings.threshold)
         for peak, row in zip(peaks, info):
             peak.xy = rescale_points(peak.xy, 1.0 / row["scale"]).astype(np.float32)
@@ -338,7 +349,8 @@ def evaluate(
         summary["object_size"] = object_size
         summary["model_scale_median"] = float(np.median([row["scale"] for row in info]))
         if object_size == "auto":
-            summary["object_size_estimated_median"] = float(np.nanmedian([row["estimated"] for row in info]))
+            estimated = float(np.nanmedian([row["estimated"] for row in info]))
+            summary["zoom_estimated_median" if zoom_of else "object_size_estimated_median"] = estimated
     return EvaluationReport(dataset, settings, summary, metrics.per_image())
 
 

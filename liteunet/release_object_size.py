@@ -6,6 +6,10 @@ size the weights expect. That size is either measured on the weights' training i
 as a setting, the size the weights localize best at on the validation splits
 (:func:`tune_object_size`, ``--object-size-tune PX ...``). Both write the weights'
 ``config.json``; the weights file is not touched.
+
+Weights may also carry a learned scale estimate (:func:`fit_and_store_scale_model`,
+``--scale-model``): a regression from the network's features to the zoom of an image, which
+``auto`` then uses in place of the blob estimator.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ from tqdm.auto import tqdm
 
 from .data import evenly_spaced, load_split, read_image, split_label
 from .evaluate import LocalizationSettings, evaluate, selection_score
+from .inference import fit_scale_model
 from .model_card import write_model_card
 from .models import load_model
 from .object_size import estimate_object_size
 from .pretrained import load_localization_settings, resolve_settings
 
-__all__ = ["measure_object_size", "tune_object_size"]
+__all__ = ["fit_and_store_scale_model", "measure_object_size", "tune_object_size"]
 
 
 def measure_object_size(
@@ -154,3 +159,42 @@ def tune_object_size(
     if tag:
         write_model_card(folder, tag)
     return {"object_size": float(best), "scores": scores}
+
+
+def fit_and_store_scale_model(
+    folder: str | Path,
+    datasets: Sequence[str],
+    train_images: int = 16,
+    held_out_images: int = 8,
+    device: str = "cpu",
+    progress: bool = True,
+    tag: str | None = None,
+) -> dict[str, Any]:
+    """Fit the weights' scale model (:func:`liteunet.inference.fit_scale_model`) and store it.
+
+    Fitted on ``train_images`` evenly spaced ``train`` images of each set (the images the
+    weights saw), its ridge strength chosen and its error measured on ``held_out_images`` of
+    each ``validation`` split. Writes ``localization.scale_model`` (with the error record);
+    ``object_size="auto"`` then uses it.
+
+    Returns:
+        The stored entry's error record.
+    """
+    folder = Path(folder)
+    model = load_model(folder).to(device).eval()
+    normalize = str(load_localization_settings(model).get("normalize", "percentile"))
+
+    def images(split: str, count: int) -> dict[str, list[np.ndarray]]:
+        return {split_label(name): [read_image(s.image_path) for s in evenly_spaced(load_split(name, split), count)]
+                for name in datasets}
+
+    scale_model = fit_scale_model(
+        model, images("train", train_images), images("validation", held_out_images),
+        normalize=normalize, device=device, progress=progress,
+    )
+    config = json.loads((folder / "config.json").read_text())
+    config.setdefault("localization", {})["scale_model"] = scale_model.to_config()
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    if tag:
+        write_model_card(folder, tag)
+    return scale_model.error or {}

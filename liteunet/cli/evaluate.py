@@ -52,6 +52,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="bring images to the object size the weights were trained at before the model: 'auto' estimates "
         "each image's typical object diameter, a number gives it in pixels (as liteunet localize --object-size)",
     )
+    p.add_argument(
+        "--auto-by", choices=["scale-model", "blobs"],
+        help="what --object-size auto measures: 'scale-model', the zoom the weights' learned scale model predicts from "
+        "the network's features (the default when the weights store one, as localize does), or 'blobs', the classical "
+        "blob-size estimator (the default otherwise)",
+    )
     p.add_argument("--max-images", type=int, metavar="N", help="score at most N images per set, evenly spaced (quick checks)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=run)
@@ -76,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from .._device import resolve_device
     from ..data import class_names, evenly_spaced, load_split, split_label
     from ..evaluate import LocalizationSettings, evaluate, write_report
+    from ..inference import stored_scale_model
     from ..models import load_model
     from ..pretrained import load_localization_settings, resolve_settings
 
@@ -98,7 +105,11 @@ def run(args: argparse.Namespace) -> int:
         tuned_for = split_label(name) if args.tuned_for == "each" else args.tuned_for
         return resolve_settings(stored, tuned_for=tuned_for).get("object_size")
 
-    if object_size is not None and not all(trained_size(name) for name in args.datasets):
+    scale_model = stored_scale_model(stored, model) if object_size == "auto" and args.auto_by != "blobs" else None
+    if args.auto_by == "scale-model" and scale_model is None:
+        raise ValueError(f"--auto-by scale-model: the weights of {args.model} store no scale model "
+                         "(add one with `python -m liteunet.release WEIGHTS_FOLDER --scale-model --datasets ...`)")
+    if object_size is not None and not scale_model and not all(trained_size(name) for name in args.datasets):
         raise ValueError(
             f"--object-size {args.object_size}: the weights of {args.model} do not record the object size they were "
             "trained at (config.json localization.object_size); add it with "
@@ -113,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         samples = evenly_spaced(load_split(name, split), args.max_images)
         report = evaluate(
             model, samples, settings[name], dataset=split_label(name), device=device, tta=args.tta,
-            rescale=args.rescale, object_size=object_size, trained_object_size=trained_size(name),
+            rescale=args.rescale, object_size=object_size, trained_object_size=trained_size(name), scale_model=scale_model,
         )
         if args.tuned_for:
             report.summary["tuned_for"] = split_label(name) if args.tuned_for == "each" else args.tuned_for
@@ -122,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
         how = ([f"tta {args.tta}"] if args.tta else []) + (
             [f"settings tuned for {s['tuned_for']}"] if "tuned_for" in s else []
         ) + ([f"rescaled {args.rescale:g}x"] if args.rescale != 1.0 else []) + (
-            [f"object size {args.object_size} (model scale median {s['model_scale_median']:.3g})"] if object_size is not None else []
+            [f"object size {args.object_size}{' by the scale model' if scale_model else ''} (model scale median {s['model_scale_median']:.3g})"]
+            if object_size is not None else []
         ) + ([f"{len(samples)} images"] if args.max_images else [])
         print(
             f"{split_label(name)}/{split}{' (' + ', '.join(how) + ')' if how else ''}: F1@5 {s['f1@5']:.3f}  F1@10 {s['f1@10']:.3f}  "

@@ -9,12 +9,15 @@ them freely:
 - :mod:`~liteunet.inference.onnx`: :func:`export_onnx` and :class:`OnnxModel` (ONNX Runtime,
   ``pip install 'liteunet[onnx]'``); :func:`quantize_onnx` makes the int8 form;
 - :mod:`~liteunet.inference.tta`: :class:`TestTimeAugmentation`, maps averaged over flips and
-  rotations.
+  rotations;
+- :mod:`~liteunet.inference.scale_model`: :class:`ScaleModel`, the zoom of an image relative to
+  the training images, learned from the network's features (``object_size="auto"``).
 """
 
 from ..models._base import copy_model_attributes
 from .fused import PRECISIONS, FloatInputConv, InferenceModel, cpu_has_native_bf16, fuse, prepare_model
 from .onnx import OnnxModel, calibration_images, default_calibration_images, export_onnx, quantize_onnx
+from .scale_model import ScaleModel, fit_scale_model, stored_scale_model
 from .tta import TTA_MODES, TestTimeAugmentation, dihedral_transform, tta_average
 
 __all__ = [
@@ -33,5 +36,8 @@ __all__ = [
     "fuse",
     "prepare_model",
     "quantize_onnx",
+    "ScaleModel",
+    "fit_scale_model",
+    "stored_scale_model",
     "tta_average",
 ]

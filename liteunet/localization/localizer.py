@@ -19,6 +19,7 @@ image, x = column, y = row, ``(0, 0)`` the centre of the top-left pixel.
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import math
 import os
@@ -36,7 +37,7 @@ from .._checks import check_int
 from .._version import __version__
 from .._device import resolve_device
 from ..data.io import match_channels
-from ..inference import OnnxModel, TestTimeAugmentation, prepare_model
+from ..inference import OnnxModel, TestTimeAugmentation, prepare_model, stored_scale_model
 from ..object_size import SCALE_LIMITS, estimate_object_size_regions, scale_to_trained
 from ..points import suppress_close_points
 from ..pretrained import load_localization_settings, resolve_settings
@@ -117,6 +118,11 @@ class Localizer:
         #: With ``tuned_for``, that set's own size when the weights store one.
         self.trained_object_size: float | None = chosen.get("object_size")
         self.object_size = opts.object_size
+        #: The weights' learned scale estimate, which ``object_size="auto"`` uses when stored (and
+        #: the network it reads features from: the plain module, not its fused or compiled form).
+        self.scale_model = stored_scale_model(stored, module) if opts.object_size == "auto" else None
+        self._module = module
+        self._feature_model: nn.Module | None = None  # a copy on self.device, made on first use
         self.scale = self._scale(opts, stored, module)
         self.level = opts.level
         self.return_map = opts.return_map
@@ -221,7 +227,7 @@ class Localizer:
 
     def _scale(self, opts: LocalizationOptions, stored: dict[str, Any], module: nn.Module) -> float:
         if opts.object_size is not None:
-            if not self.trained_object_size:
+            if not self.trained_object_size and self.scale_model is None:
                 raise ValueError(
                     f"object_size={opts.object_size!r} given, but the weights of {self.model_name} do not record "
                     "the object size they were trained at (config.json localization.object_size; add it with "
@@ -265,10 +271,12 @@ class Localizer:
     def scale_for(self, src: Any, name: str) -> tuple[float, dict[str, Any]]:
         """The scale to localize an opened image at, and what to record about its object size.
 
-        With ``object_size="auto"`` the typical object diameter is estimated on the image as read
-        (at most nine 512-px regions of a large one), and the scale brings it to the trained size,
-        kept within :data:`~liteunet.object_size.SCALE_LIMITS` (outside them the estimate is not
-        trusted; a warning says so).
+        With ``object_size="auto"`` and weights that store a scale model, the zoom it predicts
+        from the network's features (at most nine 256-px regions) is undone; otherwise the typical
+        object diameter is estimated on the image as read (at most nine 512-px regions of a large
+        one), and the scale brings it to the trained size. Either way the scale is kept within
+        :data:`~liteunet.object_size.SCALE_LIMITS` (outside them the estimate is not trusted; a
+        warning says so).
         """
         if self.object_size is None:
             return self.scale, {}
@@ -276,6 +284,18 @@ class Localizer:
         if self.object_size != "auto":
             return self.scale, {**record, "object_size": float(self.object_size)}
         h, w = src.shape[:2]
+        if self.scale_model is not None:
+            if self._feature_model is None:  # a copy: the caller's module stays where it is
+                self._feature_model = copy.deepcopy(self._module).to(self.device).eval()
+            zoom = self.scale_model.predict(self._feature_model, read=src.read_region, shape=(h, w), device=self.device)
+            scale, clipped = self.scale_model.scale_for(zoom)
+            if clipped:
+                warnings.warn(
+                    f"{name}: object_size='auto' found the image at {zoom:.3g}x the training images' magnification; localized at "
+                    f"scale {scale:.3g} (kept within {SCALE_LIMITS[0]} to {SCALE_LIMITS[1]}; pass object_size= or scale= to override)",
+                    RuntimeWarning, stacklevel=4,
+                )
+            return scale, {**record, "object_size": "auto", "zoom_estimated": round(zoom, 3)}
         size = estimate_object_size_regions(src.read_region, (h, w))
         scale, clipped = scale_to_trained(size, float(self.trained_object_size))  # type: ignore[arg-type]
         record["object_size"] = "auto"

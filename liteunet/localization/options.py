@@ -80,7 +80,9 @@ class LocalizationOptions:
             with the ``mpp`` stored with the weights.
         object_size: the typical object (nucleus) diameter in the input, in pixels, instead of
             ``scale``: ``scale = trained / object_size`` with the object size stored with the
-            weights (``localization.object_size``); ``"auto"`` estimates it in each image
+            weights (``localization.object_size``); ``"auto"`` undoes the zoom the weights' learned
+            scale model predicts for each image (:class:`liteunet.inference.ScaleModel`, when the
+            weights store one), or else estimates the object size in each image
             (:func:`liteunet.object_size.estimate_object_size`, the estimator the stored size was
             measured with). Each result's ``settings`` records the size and the scale used.
         level: pyramid level of TIFF inputs (0 = full resolution); points come back in level-0

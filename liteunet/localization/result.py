@@ -117,7 +117,9 @@ class LocalizationResult:
             where = ", ".join(f"{k} {weights[k]}" for k in ("revision", "file") if k in weights)
             parts.append(f"weights {weights.get('name')}" + (f" ({where})" if where else ""))
         parts += [f"{k} {s[k]}" for k in ("threshold", "min_distance", "tta", "tuned_for", "precision") if s.get(k) is not None]
-        if s.get("object_size") is not None:
+        if s.get("zoom_estimated") is not None:  # the weights' learned scale model
+            parts.append(f"object size auto: image at {s['zoom_estimated']}x the training magnification")
+        elif s.get("object_size") is not None:
             size = s.get("object_size_estimated") if s["object_size"] == "auto" else s["object_size"]
             how = "estimated " if s["object_size"] == "auto" else ""
             parts.append(f"object size {how}{size} px (trained {s.get('object_size_trained')} px)")

@@ -1,0 +1,148 @@
+"""The learned scale estimate (liteunet/inference/scale_model.py) and ``object_size="auto"`` with it."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import timm
+import torch
+import torch.nn as nn
+
+import liteunet
+from liteunet.data import Sample
+from liteunet.evaluate import LocalizationSettings, evaluate
+from liteunet.inference import ScaleModel, fit_scale_model, stored_scale_model
+from liteunet.inference.scale_model import default_feature_layers, pooled_features, region_features
+from liteunet.object_size import rescale_image
+
+TINY = (8, 8, 16, 16, 16)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+class LogBrightShare(nn.Module):
+    """A feature map whose mean is the log of the share of bright pixels: a centred disc zoomed by
+    ``z`` covers ``z**2`` times the share, so the feature is ``2 log z`` plus a constant."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        share = (x.mean(1, keepdim=True) > 0.5).float().mean((2, 3), keepdim=True).clamp_min(1e-6)
+        return share.log().expand(-1, 2, 4, 4)
+
+
+class DiscNet(nn.Module):
+    """Shaped like the package's U-Nets (an encoder list and a bottleneck), with known features."""
+
+    in_chans, size_divisor = 3, 16
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.ModuleList([LogBrightShare()])
+        self.bottleneck = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bottleneck(self.encoder[0](x))
+
+
+def disc(radius: float, side: int = 200) -> np.ndarray:
+    yy, xx = np.mgrid[:side, :side] - (side - 1) / 2
+    return np.where(yy**2 + xx**2 <= radius**2, 220, 20).astype(np.uint8)
+
+
+def test_pooled_features_are_the_channel_means_of_the_layers():
+    model = liteunet.create_model("lite_unet", widths=TINY).eval()
+    x = torch.rand(2, 3, 32, 48)
+    layers = default_feature_layers(model)
+    seen = {}
+    hooks = [model.get_submodule(n).register_forward_hook(lambda m, a, o, n=n: seen.__setitem__(n, o)) for n in layers]
+    model(x)
+    for hook in hooks:
+        hook.remove()
+    direct = torch.cat([seen[n].mean((2, 3)) for n in layers], 1)
+    assert torch.allclose(pooled_features(model, x, layers), direct)
+    assert direct.shape == (2, sum(TINY) + TINY[-1])
+    # an odd-sized region is mirrored to a multiple of 16, not refused
+    assert region_features(model, np.zeros((75, 75, 3), np.uint8), layers).shape == (direct.shape[1],)
+    with pytest.raises(ValueError, match="no encoder and bottleneck"):
+        default_feature_layers(nn.Conv2d(3, 1, 3))
+
+
+def test_a_fitted_scale_model_recovers_the_zoom_of_unseen_images():
+    model = DiscNet()
+    train = {"discs": [disc(r) for r in (7.0, 8.0, 9.0)]}
+    held = {"discs": [disc(8.5)]}
+    scale_model = fit_scale_model(model, train, held, ridges=(1e-6, 1.0), region=64, progress=False)
+    assert scale_model.error["ridge"] == 1e-6 and scale_model.error["median"] < 0.1
+    # four copies of the feature 2 log z + const (two channels, two layers): coefficients summing to 1/2
+    assert scale_model.coef.shape == (4,) and scale_model.coef.sum() == pytest.approx(0.5, abs=0.05)
+    for zoom in (0.6, 1.0, 1.7):
+        image = rescale_image(disc(8.0, side=400), zoom)
+        assert scale_model.predict(model, image, max_regions=1) == pytest.approx(zoom, rel=0.1)
+    # read region by region (slides): the same answer
+    image = rescale_image(disc(8.0, side=400), 1.7)
+    by_regions = scale_model.predict(model, read=lambda y0, y1, x0, x1: image[y0:y1, x0:x1], shape=image.shape[:2], max_regions=1)
+    assert by_regions == scale_model.predict(model, image, max_regions=1)
+    with pytest.raises(ValueError, match="needs an image"):
+        scale_model.predict(model)
+    # stored and read back
+    again = ScaleModel.from_config(json.loads(json.dumps(scale_model.to_config())))
+    assert again.predict(model, image, max_regions=1) == pytest.approx(scale_model.predict(model, image, max_regions=1), rel=1e-4)
+    with pytest.raises(ValueError, match="malformed localization.scale_model"):
+        ScaleModel.from_config({"coef": [1.0]})
+    assert scale_model.scale_for(2.0) == (0.5, False) and scale_model.scale_for(10.0) == (0.25, True)
+
+
+@pytest.fixture(scope="module")
+def zoom_two_weights(tmp_path_factory):
+    """Random tiny weights whose stored scale model says every image is at 2x: ``auto`` halves it."""
+    torch.manual_seed(0)
+    model = liteunet.create_model("lite_unet", widths=TINY).eval()
+    folder = tmp_path_factory.mktemp("weights") / "zoom2"
+    timm.models.save_for_hf(model, folder, model_args={"widths": list(TINY)}, safe_serialization=True)
+    layers = default_feature_layers(model)
+    features = sum(TINY) + TINY[-1]
+    config = json.loads((folder / "config.json").read_text())
+    config["localization"] = {
+        "threshold": 0.0, "min_distance": 3,  # no object_size: the scale model is enough for auto
+        "scale_model": ScaleModel(tuple(layers), np.zeros(features, np.float32), math.log(2.0)).to_config(),
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_auto_uses_the_stored_scale_model(zoom_two_weights, tmp_path):
+    image = disc(10.0, side=96)
+    result = liteunet.localize(image, zoom_two_weights, object_size="auto", progress=False, precision="fp32")[0]
+    assert result.settings["zoom_estimated"] == pytest.approx(2.0) and result.settings["scale"] == pytest.approx(0.5)
+    assert "2.0x the training magnification" in result.provenance
+    assert result.image_size == (96, 96)
+    model = liteunet.load_model(zoom_two_weights)
+    assert stored_scale_model(liteunet.pretrained.load_localization_settings(model), model) is not None
+    assert stored_scale_model({"scale_model": {"layers": ["nowhere"], "coef": [], "intercept": 0.0}}, model) is None
+    # evaluate scores the same way: every image brought to half size
+    from PIL import Image
+
+    Image.fromarray(image).save(tmp_path / "a.png")
+    sample = Sample(str(tmp_path / "a.png"), np.array([[47.5, 47.5]], np.float32), np.zeros(1, np.int64), "a")
+    report = evaluate(model, [sample], LocalizationSettings(threshold=0.0, min_distance=3), object_size="auto",
+                      scale_model=stored_scale_model(liteunet.pretrained.load_localization_settings(model), model), progress=False)
+    assert report.summary["model_scale_median"] == pytest.approx(0.5) and report.summary["zoom_estimated_median"] == pytest.approx(2.0)
+
+
+def test_eval_command_chooses_what_auto_measures(zoom_two_weights, tmp_path, capsys):
+    from PIL import Image
+
+    from liteunet.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(disc(10.0, side=96)).save(data / "a.png")
+    (data / "a.csv").write_text("x,y\n47.5,47.5\n")
+    args = ["eval", str(zoom_two_weights), str(data), "--split", "all", "--object-size", "auto", "--device", "cpu", "-o", str(tmp_path / "e")]
+    assert main(args) == 0
+    assert "by the scale model (model scale median 0.5)" in capsys.readouterr().out
+    # the blob estimator needs the trained object size, which these weights do not record
+    assert main([*args, "--auto-by", "blobs"]) == 1
+    assert "do not record the object size" in capsys.readouterr().err
