@@ -8,6 +8,7 @@ passed in; nothing is typed by hand.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -252,15 +253,19 @@ def _per_dataset_section(config: dict[str, Any], tag: str) -> list[str]:
 def _object_size_section(config: dict[str, Any], tag: str) -> list[str]:
     localization = config.get("localization") or {}
     size = localization.get("object_size")
-    if not size:
+    scale_model = localization.get("scale_model") or {}
+    if not size and not scale_model:
         return []
     target = _eval_target(config, tag)
-    lines = [
-        "## Object size",
-        f"`localize(..., object_size=\"auto\")` (`--object-size auto`) estimates the typical object diameter in "
-        f"each image and resizes the image so that its objects measure {_fmt(float(size), 1)} px before the model; "
-        "the points come back in the image's own pixels. It is meant for images at another magnification than "
-        "the training sets'.",
+    lines = ["## Object size", *_scale_model_lines(scale_model, target)]
+    if not size:
+        return lines
+    lines += [
+        ("Without the scale model (`liteunet eval ... --auto-by blobs`, and for ONNX forms), `auto` " if scale_model
+         else "`localize(..., object_size=\"auto\")` (`--object-size auto`) ")
+        + f"estimates the typical object diameter in each image and resizes the image so that its objects measure "
+        f"{_fmt(float(size), 1)} px before the model; the points come back in the image's own pixels. It is meant "
+        "for images at another magnification than the training sets'.",
         "",
     ]
     by_set = localization.get("object_size_by_dataset") or {}
@@ -288,6 +293,39 @@ def _object_size_section(config: dict[str, Any], tag: str) -> list[str]:
             "",
             f"Reproduce: `python -m liteunet.release {target} --object-size-tune {' '.join(scores)} --datasets "
             f"{' '.join(names)}`; the chosen size alone: `liteunet eval {target} {' '.join(names)} --object-size auto`.",
+            "",
+        ]
+    return lines
+
+
+def _scale_model_lines(scale_model: dict[str, Any], target: str) -> list[str]:
+    if not scale_model:
+        return []
+    error = scale_model.get("error") or {}
+    lines = [
+        "`localize(..., object_size=\"auto\")` (`--object-size auto`) uses these weights' learned scale model: a "
+        "ridge regression from the network's own features (channel means of the encoder stages and the bottleneck) "
+        "to the zoom of an image relative to the training images, fitted on training images shown at known zooms. "
+        "The image is resized by the inverse of the predicted zoom before the model, and the points come back in "
+        "the image's own pixels. It learns each training set's magnification: on images unlike all of them it "
+        "answers with the nearest kind's.",
+        "",
+    ]
+    by_set = error.get("by_set") or {}
+    if by_set:
+        zooms = ", ".join(f"{z:g}" for z in error.get("zooms", []))
+        images = error.get("images") or {}
+        lines += [
+            f"Error of the predicted zoom on validation images never used in the fit (each shown at {zooms}x), "
+            "as a factor (1.10: 10% too large or too small):",
+            "",
+            "| set | images | median | 90th percentile |",
+            "|---|---|---|---|",
+            *(f"| {name} | {images.get(name, '')} | {math.exp(median):.2f} | {math.exp(p90):.2f} |"
+              for name, (median, p90) in by_set.items()),
+            f"| all | | {math.exp(error['median']):.2f} | {math.exp(error['p90']):.2f} |",
+            "",
+            f"Reproduce: `python -m liteunet.release {target} --scale-model --datasets {' '.join(by_set)}`.",
             "",
         ]
     return lines

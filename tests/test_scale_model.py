@@ -146,3 +146,34 @@ def test_eval_command_chooses_what_auto_measures(zoom_two_weights, tmp_path, cap
     # the blob estimator needs the trained object size, which these weights do not record
     assert main([*args, "--auto-by", "blobs"]) == 1
     assert "do not record the object size" in capsys.readouterr().err
+
+
+def test_release_fits_stores_and_reports_the_scale_model(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    import liteunet.release_object_size as release_object_size
+    from liteunet.model_card import render_model_card
+    from liteunet.release import main
+
+    data = tmp_path / "discs"
+    data.mkdir()
+    for i, radius in enumerate((6, 7, 8, 9, 10, 7.5, 8.5, 9.5, 6.5, 10.5)):
+        Image.fromarray(disc(radius)).save(data / f"d{i}.png")
+        (data / f"d{i}.csv").write_text("x,y\n99.5,99.5\n")
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "config.json").write_text(json.dumps({"localization": {"threshold": 0.3, "min_distance": 3, "object_size": 9.0}}))
+    monkeypatch.setattr(release_object_size, "load_model", lambda folder: DiscNet())
+    assert main([str(weights), "--scale-model", "--datasets", str(data)]) == 0
+    printed = capsys.readouterr().out
+    assert "scale model, discs validation: median |log zoom error|" in printed and "localization.scale_model" in printed
+    stored = json.loads((weights / "config.json").read_text())
+    entry = stored["localization"]["scale_model"]
+    assert entry["layers"] == ["encoder.0", "bottleneck"] and len(entry["coef"]) == 4
+    assert entry["error"]["images"] == {"discs": 2} and entry["error"]["median"] < 0.25  # 2 of 10 held out, larger discs than most
+    assert stored["localization"]["object_size"] == 9.0 and stored["localization"]["threshold"] == 0.3  # kept
+    card = render_model_card(stored, "lite_unet.test")
+    assert "uses these weights' learned scale model" in card and "--auto-by blobs" in card
+    assert "| discs | 2 |" in card and "--scale-model --datasets discs" in card
+    with pytest.raises(SystemExit):
+        main([str(weights), "--scale-model"])  # no data sets to fit on
