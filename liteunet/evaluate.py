@@ -351,7 +351,12 @@ def evaluate(
         if object_size == "auto":
             estimated = float(np.nanmedian([row["estimated"] for row in info]))
             summary["zoom_estimated_median" if zoom_of else "object_size_estimated_median"] = estimated
-    return EvaluationReport(dataset, settings, summary, metrics.per_image())
+    rows = metrics.per_image()
+    for row, extra in zip(rows, info):  # each image's own scale (and estimate), for studying `auto`
+        row["model_scale"] = round(extra["scale"], 4)
+        if object_size == "auto":
+            row["zoom_estimated" if zoom_of else "object_size_estimated"] = round(extra["estimated"], 4)
+    return EvaluationReport(dataset, settings, summary, rows)
 
 
 def _native_pixel_scores(

@@ -129,6 +129,7 @@ def test_auto_uses_the_stored_scale_model(zoom_two_weights, tmp_path):
     report = evaluate(model, [sample], LocalizationSettings(threshold=0.0, min_distance=3), object_size="auto",
                       scale_model=stored_scale_model(liteunet.pretrained.load_localization_settings(model), model), progress=False)
     assert report.summary["model_scale_median"] == pytest.approx(0.5) and report.summary["zoom_estimated_median"] == pytest.approx(2.0)
+    assert report.per_image[0]["model_scale"] == pytest.approx(0.5) and report.per_image[0]["zoom_estimated"] == pytest.approx(2.0)
 
 
 def test_eval_command_chooses_what_auto_measures(zoom_two_weights, tmp_path, capsys):
