@@ -60,6 +60,12 @@ def _eval_target(config: dict[str, Any], tag: str) -> str:
     return load.split('"')[1] if load.count('"') == 2 else tag
 
 
+def _release_target(config: dict[str, Any], tag: str) -> str:
+    """What ``python -m liteunet.release`` is given: the weights folder (``weights/<tag>`` in the zoo's repository)."""
+    target = _eval_target(config, tag)
+    return f"weights/{tag}" if target == tag else target
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
@@ -257,7 +263,7 @@ def _object_size_section(config: dict[str, Any], tag: str) -> list[str]:
     if not size and not scale_model:
         return []
     target = _eval_target(config, tag)
-    lines = ["## Object size", *_scale_model_lines(scale_model, target)]
+    lines = ["## Object size", *_scale_model_lines(scale_model, _release_target(config, tag))]
     if not size:
         return lines
     lines += [
@@ -291,7 +297,7 @@ def _object_size_section(config: dict[str, Any], tag: str) -> list[str]:
             lines.append(f"| {candidate} | " + " | ".join(_fmt(row.get(n, "")) for n in names) + f" | {_fmt(row.get('selection', ''))} |")
         lines += [
             "",
-            f"Reproduce: `python -m liteunet.release {target} --object-size-tune {' '.join(scores)} --datasets "
+            f"Reproduce: `python -m liteunet.release {_release_target(config, tag)} --object-size-tune {' '.join(scores)} --datasets "
             f"{' '.join(names)}`; the chosen size alone: `liteunet eval {target} {' '.join(names)} --object-size auto`.",
             "",
         ]

@@ -91,6 +91,8 @@ def test_a_fitted_scale_model_recovers_the_zoom_of_unseen_images():
     assert again.predict(model, image, max_regions=1) == pytest.approx(scale_model.predict(model, image, max_regions=1), rel=1e-4)
     with pytest.raises(ValueError, match="malformed localization.scale_model"):
         ScaleModel.from_config({"coef": [1.0]})
+    with pytest.raises(ValueError, match="malformed localization.scale_model"):
+        ScaleModel.from_config({"layers": ["encoder.0"], "intercept": 0.0, "coef_f32_base64": "not base64!"})
     assert scale_model.scale_for(2.0) == (0.5, False) and scale_model.scale_for(10.0) == (0.25, True)
 
 
@@ -170,11 +172,12 @@ def test_release_fits_stores_and_reports_the_scale_model(tmp_path, monkeypatch, 
     assert "scale model, discs validation: median |log zoom error|" in printed and "localization.scale_model" in printed
     stored = json.loads((weights / "config.json").read_text())
     entry = stored["localization"]["scale_model"]
-    assert entry["layers"] == ["encoder.0", "bottleneck"] and len(entry["coef"]) == 4
+    assert entry["layers"] == ["encoder.0", "bottleneck"] and ScaleModel.from_config(entry).coef.shape == (4,)
     assert entry["error"]["images"] == {"discs": 2} and entry["error"]["median"] < 0.25  # 2 of 10 held out, larger discs than most
     assert stored["localization"]["object_size"] == 9.0 and stored["localization"]["threshold"] == 0.3  # kept
     card = render_model_card(stored, "lite_unet.test")
     assert "uses these weights' learned scale model" in card and "--auto-by blobs" in card
     assert "| discs | 2 |" in card and "--scale-model --datasets discs" in card
+    assert "python -m liteunet.release weights/lite_unet.test --scale-model" in card  # a folder, not the tag
     with pytest.raises(SystemExit):
         main([str(weights), "--scale-model"])  # no data sets to fit on

@@ -15,6 +15,7 @@ accurate, on an image unlike any of them it answers with the nearest kind's magn
 
 from __future__ import annotations
 
+import base64
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -164,17 +165,23 @@ class ScaleModel:
         """What ``config.json`` ``localization.scale_model`` stores."""
         return {
             "layers": list(self.layers), "region": self.region, "normalize": self.normalize,
-            "intercept": round(float(self.intercept), 6), "coef": [float(f"{c:.5g}") for c in self.coef],
+            # float32 little-endian, base64: 964 numbers on one line of the config, not 964 lines
+            "intercept": round(float(self.intercept), 6),
+            "coef_f32_base64": base64.b64encode(np.asarray(self.coef, "<f4").tobytes()).decode("ascii"),
             **({"error": self.error} if self.error else {}),
         }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ScaleModel:
-        """The inverse of :meth:`to_config`; a clear error for a malformed entry."""
+        """The inverse of :meth:`to_config` (``coef`` may also be a list of numbers); a clear error for a malformed entry."""
         try:
-            return cls(tuple(config["layers"]), np.asarray(config["coef"], np.float32), float(config["intercept"]),
+            packed = config.get("coef_f32_base64")
+            coef = np.frombuffer(base64.b64decode(packed, validate=True), "<f4") if packed else np.asarray(config["coef"], np.float32)
+            if coef.ndim != 1 or not np.isfinite(coef).all():
+                raise ValueError(f"coef must be finite numbers, got shape {coef.shape}")
+            return cls(tuple(config["layers"]), coef.astype(np.float32), float(config["intercept"]),
                        int(config.get("region", 256)), str(config.get("normalize", "percentile")), config.get("error"))
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError) as err:  # binascii.Error is a ValueError
             raise ValueError(f"malformed localization.scale_model in config.json: {err!r}") from None
 
 
