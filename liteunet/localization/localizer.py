@@ -121,7 +121,7 @@ class Localizer:
         #: The weights' learned scale estimate, which ``object_size="auto"`` uses when stored (and
         #: the network it reads features from: the plain module, not its fused or compiled form).
         self.scale_model = stored_scale_model(stored, module) if opts.object_size == "auto" else None
-        self._module = module
+        self._module = module if self.scale_model is not None else None  # kept only when auto needs its features
         self._feature_model: nn.Module | None = None  # a copy on self.device, made on first use
         self.scale = self._scale(opts, stored, module)
         self.level = opts.level
@@ -286,7 +286,7 @@ class Localizer:
         h, w = src.shape[:2]
         if self.scale_model is not None:
             if self._feature_model is None:  # a copy: the caller's module stays where it is
-                self._feature_model = copy.deepcopy(self._module).to(self.device).eval()
+                self._feature_model = copy.deepcopy(self._module).to(self.device).eval()  # type: ignore[union-attr]
             zoom = self.scale_model.predict(self._feature_model, read=src.read_region, shape=(h, w), device=self.device)
             scale, clipped = self.scale_model.scale_for(zoom)
             if clipped:
