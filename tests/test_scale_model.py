@@ -149,6 +149,8 @@ def test_eval_command_chooses_what_auto_measures(zoom_two_weights, tmp_path, cap
     # the blob estimator needs the trained object size, which these weights do not record
     assert main([*args, "--auto-by", "blobs"]) == 1
     assert "do not record the object size" in capsys.readouterr().err
+    assert main([*args[:-6], "-o", str(tmp_path / "e"), "--auto-by", "blobs"]) == 1  # without --object-size auto
+    assert "it needs --object-size auto" in capsys.readouterr().err
 
 
 def test_release_fits_stores_and_reports_the_scale_model(tmp_path, monkeypatch, capsys):

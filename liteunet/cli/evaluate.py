@@ -105,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
         tuned_for = split_label(name) if args.tuned_for == "each" else args.tuned_for
         return resolve_settings(stored, tuned_for=tuned_for).get("object_size")
 
+    if args.auto_by and object_size != "auto":
+        raise ValueError(f"--auto-by {args.auto_by} says how --object-size auto measures; it needs --object-size auto")
     scale_model = stored_scale_model(stored, model) if object_size == "auto" and args.auto_by != "blobs" else None
     if args.auto_by == "scale-model" and scale_model is None:
         raise ValueError(f"--auto-by scale-model: the weights of {args.model} store no scale model "

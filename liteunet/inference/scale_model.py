@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data import match_channels, normalize_image
-from ..object_size import SCALE_LIMITS, region_grid, rescale_image
+from ..object_size import SCALE_LIMITS, region_grid, rescale_image, scale_to_trained
 
 __all__ = ["ScaleModel", "default_feature_layers", "fit_scale_model", "pooled_features", "region_features", "stored_scale_model"]
 
@@ -157,9 +157,7 @@ class ScaleModel:
 
     def scale_for(self, zoom: float, limits: tuple[float, float] = SCALE_LIMITS) -> tuple[float, bool]:
         """The scale ``1 / zoom`` that undoes a predicted zoom, kept within ``limits``, and whether it had to be."""
-        scale = 1.0 / zoom
-        low, high = limits
-        return min(high, max(low, scale)), not low <= scale <= high
+        return scale_to_trained(zoom, 1.0, limits)  # the blob estimator's rule, with the training scale as 1
 
     def to_config(self) -> dict[str, Any]:
         """What ``config.json`` ``localization.scale_model`` stores."""
