@@ -8,9 +8,8 @@ threshold on a validation set costs one forward pass per image.
 from __future__ import annotations
 
 import csv
-import functools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,7 +122,8 @@ def predict_rescaled(
     trained_object_size: float | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
-    zoom_of: Callable[[np.ndarray], float] | None = None,
+    scale_model: ScaleModel | None = None,
+    feature_model: nn.Module | None = None,
 ) -> tuple[list[np.ndarray], list[Sample], list[dict[str, float]]]:
     """Location maps of images seen at another magnification, brought back to the trained object size.
 
@@ -131,16 +131,16 @@ def predict_rescaled(
     magnification would be; its true points are mapped with it), then, as ``localize()`` does
     with ``object_size``, normalized and resized by ``trained_object_size / object_size`` (or by
     ``trained / estimated`` with ``"auto"``, :func:`liteunet.object_size.estimate_object_size` on
-    the rescaled image) before the model. With ``zoom_of`` (a learned scale model,
-    :meth:`liteunet.inference.ScaleModel.predict`), ``"auto"`` resizes by ``1 / zoom_of(image)``
-    instead.
+    the rescaled image) before the model. With ``scale_model`` (the weights' learned estimate,
+    read from ``feature_model``'s features, by default ``model``'s), ``"auto"`` resizes by the
+    scale it gives for the zoom it predicts (:meth:`~liteunet.inference.ScaleModel.scale_for`).
 
     Returns:
         The maps (at the model's scale), the samples with points in the rescaled images' pixels,
         and per image ``{"scale", "estimated"}``: the model pixels per rescaled-image pixel and
         the estimated object size or zoom (``nan`` unless ``"auto"``).
     """
-    if object_size is not None and not trained_object_size and not (object_size == "auto" and zoom_of):
+    if object_size is not None and not trained_object_size and not (object_size == "auto" and scale_model):
         raise ValueError("object_size needs the weights' trained object size (config.json localization.object_size)")
     normalize = stored_normalize(model)  # as predict_maps: what the weights store
     model.eval()
@@ -151,9 +151,9 @@ def predict_rescaled(
         if rescale != 1.0:
             image = rescale_image(image, rescale)
         estimated, scale = float("nan"), 1.0
-        if object_size == "auto" and zoom_of is not None:
-            estimated = zoom_of(image)
-            scale = scale_to_trained(estimated, 1.0)[0]  # 1 / zoom, within the same limits
+        if object_size == "auto" and scale_model is not None:
+            estimated = scale_model.predict(feature_model or model, image, device=device)
+            scale = scale_model.scale_for(estimated)[0]
         elif object_size == "auto":
             estimated = estimate_object_size(image)
             scale = scale_to_trained(estimated, float(trained_object_size))[0]  # type: ignore[arg-type]
@@ -324,7 +324,7 @@ def evaluate(
     native run). ``scale_model`` makes ``"auto"`` use the weights' learned scale estimate
     (:class:`~liteunet.inference.ScaleModel`) rather than the blob estimator.
     """
-    zoom_of = functools.partial(scale_model.predict, model, device=device) if scale_model else None
+    feature_model = model  # the plain module: TTA below wraps it
     num_classes = getattr(model, "num_classes", 1)
     if tta:
         model = TestTimeAugmentation(model, tta)
@@ -334,7 +334,9 @@ def evaluate(
         metrics = evaluate_maps(maps, samples, settings, num_classes=num_classes)
         info: list[dict[str, float]] = []
     else:
-        maps, resized, info = predict_rescaled(model, samples, rescale, object_size, trained_object_size, device, progress, zoom_of)
+        maps, resized, info = predict_rescaled(
+            model, samples, rescale, object_size, trained_object_size, device, progress, scale_model, feature_model
+        )
         peaks = peaks_of_maps(maps, settings.min_distance, settings.threshold)
         for peak, row in zip(peaks, info):
             peak.xy = rescale_points(peak.xy, 1.0 / row["scale"]).astype(np.float32)
@@ -350,12 +352,12 @@ def evaluate(
         summary["model_scale_median"] = float(np.median([row["scale"] for row in info]))
         if object_size == "auto":
             estimated = float(np.nanmedian([row["estimated"] for row in info]))
-            summary["zoom_estimated_median" if zoom_of else "object_size_estimated_median"] = estimated
+            summary["zoom_estimated_median" if scale_model else "object_size_estimated_median"] = estimated
     rows = metrics.per_image()
     for row, extra in zip(rows, info):  # each image's own scale (and estimate), for studying `auto`
         row["model_scale"] = round(extra["scale"], 4)
         if object_size == "auto":
-            row["zoom_estimated" if zoom_of else "object_size_estimated"] = round(extra["estimated"], 4)
+            row["zoom_estimated" if scale_model else "object_size_estimated"] = round(extra["estimated"], 4)
     return EvaluationReport(dataset, settings, summary, rows)
 
 

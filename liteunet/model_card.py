@@ -317,6 +317,18 @@ def _scale_model_lines(scale_model: dict[str, Any], target: str) -> list[str]:
         "answers with the nearest kind's.",
         "",
     ]
+    tolerance = float(scale_model.get("tolerance", 1.0))
+    if tolerance > 1.0:
+        lines += [
+            f"An image whose predicted zoom is within {tolerance:g}x of 1 is left at its own scale: the network was "
+            "trained across about that range of zooms, and on images at the training magnification the prediction "
+            "is off by about as much.",
+            "",
+        ]
+    options = "".join(
+        [f" --scale-train-images {max(counts.values())}" if (counts := error.get("train_images")) else "",
+         f" --scale-tolerance {tolerance:g}" if tolerance > 1.0 else ""]
+    )
     by_set = error.get("by_set") or {}
     if by_set:
         zooms = ", ".join(f"{z:g}" for z in error.get("zooms", []))
@@ -331,7 +343,7 @@ def _scale_model_lines(scale_model: dict[str, Any], target: str) -> list[str]:
               for name, (median, p90) in by_set.items()),
             f"| all | | {math.exp(error['median']):.2f} | {math.exp(error['p90']):.2f} |",
             "",
-            f"Reproduce: `python -m liteunet.release {target} --scale-model --datasets {' '.join(by_set)}`.",
+            f"Reproduce: `python -m liteunet.release {target} --scale-model --datasets {' '.join(by_set)}{options}`.",
             "",
         ]
     return lines

@@ -384,8 +384,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--scale-model", action="store_true",
-        help="only fit the learned scale estimate object_size='auto' uses (features of 16 train images per --datasets set "
-        "at 7 zooms; error measured on 8 validation images each) and record it (with --tag, the card is written again)",
+        help="only fit the learned scale estimate object_size='auto' uses (features of --scale-train-images train images per "
+        "--datasets set at 7 zooms; error measured on 8 validation images each) and record it (with --tag, the card is written again)",
+    )
+    parser.add_argument("--scale-train-images", type=int, default=48, metavar="N", help="--scale-model: train images per set (default 48)")
+    parser.add_argument(
+        "--scale-tolerance", type=float, default=1.0, metavar="ZOOM",
+        help="--scale-model: leave images whose predicted zoom is within this factor of 1 at scale 1 (default 1: none)",
     )
     parser.add_argument("--object-size-datasets", nargs="+", metavar="DATASET", help="data sets to measure the object size on")
     parser.add_argument("--object-size-split", default="train", help="split the object size is measured on (default train)")
@@ -405,7 +410,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.scale_model:
         if not args.datasets:
             parser.error("--scale-model needs --datasets to fit on")
-        error = fit_and_store_scale_model(args.out_folder, args.datasets, device=args.device, tag=args.tag)
+        error = fit_and_store_scale_model(
+            args.out_folder, args.datasets, args.scale_train_images, tolerance=args.scale_tolerance, device=args.device, tag=args.tag,
+        )
         for name, (median, p90) in error["by_set"].items():
             print(f"scale model, {name} validation: median |log zoom error| {median:.3f}, 90th percentile {p90:.3f}")
         print(f"all: median {error['median']:.3f}, 90th percentile {error['p90']:.3f} (ridge {error['ridge']:g}); "

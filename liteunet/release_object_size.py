@@ -164,8 +164,9 @@ def tune_object_size(
 def fit_and_store_scale_model(
     folder: str | Path,
     datasets: Sequence[str],
-    train_images: int = 16,
+    train_images: int = 48,
     held_out_images: int = 8,
+    tolerance: float = 1.0,
     device: str = "cpu",
     progress: bool = True,
     tag: str | None = None,
@@ -174,8 +175,9 @@ def fit_and_store_scale_model(
 
     Fitted on ``train_images`` evenly spaced ``train`` images of each set (the images the
     weights saw), its ridge strength chosen and its error measured on ``held_out_images`` of
-    each ``validation`` split. Writes ``localization.scale_model`` (with the error record);
-    ``object_size="auto"`` then uses it.
+    each ``validation`` split. Writes ``localization.scale_model`` (with the error record and
+    ``tolerance``, :attr:`liteunet.inference.ScaleModel.tolerance`); ``object_size="auto"`` then
+    uses it.
 
     Returns:
         The stored entry's error record.
@@ -190,7 +192,7 @@ def fit_and_store_scale_model(
 
     scale_model = fit_scale_model(
         model, images("train", train_images), images("validation", held_out_images),
-        normalize=normalize, device=device, progress=progress,
+        normalize=normalize, tolerance=tolerance, device=device, progress=progress,
     )
     config = json.loads((folder / "config.json").read_text())
     config.setdefault("localization", {})["scale_model"] = scale_model.to_config()

@@ -98,3 +98,23 @@ def test_speed_by_size_reports_one_pass_up_to_1024_and_fitted_tiles_above():
     # No image-wide attention in this model: context "tile" cuts it the same way.
     assert [r["tile_context"] for r in out["rows"]] == [64, 1024, 432]
     assert all(r["tile_context_mp_s"] > 0 and r["tile_context_ratio"] > 0 for r in out["rows"])
+
+
+def test_speed_by_size_times_auto_when_the_weights_store_a_scale_model(tmp_path):
+    import numpy as np
+    import timm
+
+    import liteunet
+    from liteunet.bench.localize_cost import megapixels_by_size
+    from liteunet.inference import ScaleModel
+    from liteunet.inference.scale_model import default_feature_layers
+
+    widths = (8, 8, 16, 16, 16)
+    model = liteunet.create_model("lite_unet", widths=widths).eval()
+    timm.models.save_for_hf(model, tmp_path, model_args={"widths": list(widths)}, safe_serialization=True)
+    config = json.loads((tmp_path / "config.json").read_text())
+    scale_model = ScaleModel(tuple(default_feature_layers(model)), np.zeros(sum(widths) + widths[-1], np.float32), 0.0)
+    config["localization"] = {"threshold": 0.5, "min_distance": 3, "scale_model": scale_model.to_config()}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (row,) = megapixels_by_size(str(tmp_path), (64,), precision="fp32", repeats=1)["rows"]
+    assert row["auto_mp_s"] > 0 and row["auto_ratio"] > 0

@@ -94,6 +94,27 @@ def test_a_fitted_scale_model_recovers_the_zoom_of_unseen_images():
     with pytest.raises(ValueError, match="malformed localization.scale_model"):
         ScaleModel.from_config({"layers": ["encoder.0"], "intercept": 0.0, "coef_f32_base64": "not base64!"})
     assert scale_model.scale_for(2.0) == (0.5, False) and scale_model.scale_for(10.0) == (0.25, True)
+    assert scale_model.scale_for(1.1) == (pytest.approx(1 / 1.1), False)  # no tolerance: every zoom undone
+
+
+def test_zooms_within_the_tolerance_are_left_at_scale_one():
+    scale_model = ScaleModel(("encoder.0",), np.zeros(2, np.float32), math.log(1.2), tolerance=1.3)
+    for zoom, scale in ((1.0, 1.0), (1.29, 1.0), (1 / 1.29, 1.0), (1.31, 1 / 1.31), (1 / 1.31, 1.31), (0.5, 2.0)):
+        assert scale_model.scale_for(zoom) == (pytest.approx(scale), False)
+    stored = json.loads(json.dumps(scale_model.to_config()))
+    assert stored["tolerance"] == 1.3 and ScaleModel.from_config(stored).tolerance == 1.3
+    del stored["tolerance"]
+    assert ScaleModel.from_config(stored).tolerance == 1.0  # entries written before it: no tolerance
+    for bad in (0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="malformed localization.scale_model.*tolerance"):
+            ScaleModel.from_config({**stored, "tolerance": bad})
+    # localize: an image predicted at 1.2x is localized as it is, and the prediction is still recorded
+    model = liteunet.create_model("lite_unet", widths=TINY).eval()
+    scale_model = ScaleModel(tuple(default_feature_layers(model)), np.zeros(sum(TINY) + TINY[-1], np.float32), math.log(1.2), tolerance=1.3)
+    localizer_settings = {"threshold": 0.0, "min_distance": 3, "scale_model": scale_model.to_config()}
+    model.pretrained_cfg = {**getattr(model, "pretrained_cfg", {}), "localization": localizer_settings}
+    result = liteunet.localize(disc(10.0, side=64), model, object_size="auto", progress=False, precision="fp32")[0]
+    assert result.settings["zoom_estimated"] == pytest.approx(1.2) and result.settings["scale"] == 1.0
 
 
 @pytest.fixture(scope="module")
@@ -169,17 +190,19 @@ def test_release_fits_stores_and_reports_the_scale_model(tmp_path, monkeypatch, 
     weights.mkdir()
     (weights / "config.json").write_text(json.dumps({"localization": {"threshold": 0.3, "min_distance": 3, "object_size": 9.0}}))
     monkeypatch.setattr(release_object_size, "load_model", lambda folder: DiscNet())
-    assert main([str(weights), "--scale-model", "--datasets", str(data)]) == 0
+    assert main([str(weights), "--scale-model", "--datasets", str(data), "--scale-tolerance", "1.25"]) == 0
     printed = capsys.readouterr().out
     assert "scale model, discs validation: median |log zoom error|" in printed and "localization.scale_model" in printed
     stored = json.loads((weights / "config.json").read_text())
     entry = stored["localization"]["scale_model"]
     assert entry["layers"] == ["encoder.0", "bottleneck"] and ScaleModel.from_config(entry).coef.shape == (4,)
     assert entry["error"]["images"] == {"discs": 2} and entry["error"]["median"] < 0.25  # 2 of 10 held out, larger discs than most
+    assert entry["error"]["train_images"] == {"discs": 8} and entry["tolerance"] == 1.25
     assert stored["localization"]["object_size"] == 9.0 and stored["localization"]["threshold"] == 0.3  # kept
     card = render_model_card(stored, "lite_unet.test")
     assert "uses these weights' learned scale model" in card and "--auto-by blobs" in card
-    assert "| discs | 2 |" in card and "--scale-model --datasets discs" in card
+    assert "| discs | 2 |" in card and "--scale-model --datasets discs --scale-train-images 8 --scale-tolerance 1.25" in card
+    assert "within 1.25x of 1 is left at its own scale" in card
     assert "python -m liteunet.release weights/lite_unet.test --scale-model" in card  # a folder, not the tag
     with pytest.raises(SystemExit):
         main([str(weights), "--scale-model"])  # no data sets to fit on

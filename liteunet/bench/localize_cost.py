@@ -144,6 +144,15 @@ def slide_rss(weights: str, side: int, threads: int) -> dict[str, Any]:
     return {"image": f"{side}x{side}", "peak_rss_mb": round(rss, 1), "seconds": round(seconds, 1)}
 
 
+def _auto_localizer(weights: str, device: str, precision: str) -> Localizer | None:
+    """A localizer with ``object_size="auto"`` when the weights store a learned scale model, else ``None``."""
+    try:
+        auto = Localizer(weights, device=device, precision=precision, progress=False, object_size="auto")
+    except ValueError:  # weights that record neither a scale model nor an object size
+        return None
+    return auto if auto.scale_model is not None else None
+
+
 def megapixels_by_size(
     weights: str, sides: tuple[int, ...], precision: str = "auto", repeats: int = 2, device: str = "cpu"
 ) -> dict[str, Any]:
@@ -152,11 +161,15 @@ def megapixels_by_size(
     The reference is the model alone on the whole image in one forward pass (padded to 16), the
     speed ``localize()`` would have with no tiling, reading or peak finding. The two are timed in
     turn, round after round (a shared machine's drifts hit both alike); best of ``repeats`` each.
+    When the weights store a learned scale model, ``object_size="auto"`` is timed too
+    (``auto_ratio``: its time over the default's; the demo image is at the training scale, so this
+    is what estimating the zoom costs).
     """
     rows = []
     loc = Localizer(weights, device=device, precision=precision, progress=False)
     # Each tile its own attention context: tiles above 1024 px, where the default runs one pass.
     tiled = Localizer(weights, device=device, precision=precision, progress=False, context="tile")
+    auto = _auto_localizer(weights, device, precision)
     sync = torch.cuda.synchronize if loc.device.type == "cuda" else (lambda: None)
     loc([demo_image(256)])  # warm-up
     for side in sides:
@@ -168,15 +181,17 @@ def megapixels_by_size(
         for _ in range(repeats):
             whole = _timed(lambda: loc([image]))
             own = _timed(lambda: tiled([image]))
+            estimated = _timed(lambda: auto([image])) if auto else float("nan")
             with torch.inference_mode():
-                rounds.append((whole, own, _timed(lambda: (loc.model(x), sync()))))
-        best, best_tiled, single = (min(times) for times in zip(*rounds))
+                rounds.append((whole, own, estimated, _timed(lambda: (loc.model(x), sync()))))
+        best, best_tiled, best_auto, single = (min(times) for times in zip(*rounds))
         mp = side * side / 1e6
         rows.append({
             "image": f"{side}x{side}", "tile": loc.tile_shape(side, side)[0], "localize_mp_s": round(mp / best, 3),
             "single_pass_mp_s": round(mp / single, 3), "ratio": round(single / best, 3),
             "tile_context": tiled.tile_shape(side, side)[0], "tile_context_mp_s": round(mp / best_tiled, 3),
             "tile_context_ratio": round(single / best_tiled, 3),
+            **({"auto_mp_s": round(mp / best_auto, 3), "auto_ratio": round(best_auto / best, 3)} if auto else {}),
         })
     return {"device": str(loc.device), "precision": loc.precision, "threads": torch.get_num_threads(), "rows": rows}
 

@@ -108,6 +108,10 @@ class ScaleModel:
         normalize: the input scaling of the features (the weights' own).
         error: how well it did on held-out images when fitted (median and 90th percentile of
             ``|log predicted zoom - log true zoom|`` per set), for the record.
+        tolerance: zooms between ``1 / tolerance`` and ``tolerance`` are left at scale 1. The
+            network already works across that range (its training zoomed images by about as
+            much), and at native scale the prediction is off by about as much, so resizing there
+            trades a sure image for a guess.
 
     Example:
         >>> import liteunet
@@ -123,6 +127,11 @@ class ScaleModel:
     region: int = 256
     normalize: str = "percentile"
     error: dict[str, Any] | None = None
+    tolerance: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (self.tolerance >= 1.0 and math.isfinite(self.tolerance)):
+            raise ValueError(f"ScaleModel tolerance must be a finite zoom >= 1, got {self.tolerance}")
 
     def predict(
         self,
@@ -156,7 +165,17 @@ class ScaleModel:
         return float(math.exp(float(np.mean(logs))))
 
     def scale_for(self, zoom: float, limits: tuple[float, float] = SCALE_LIMITS) -> tuple[float, bool]:
-        """The scale ``1 / zoom`` that undoes a predicted zoom, kept within ``limits``, and whether it had to be."""
+        """The scale ``1 / zoom`` that undoes a predicted zoom, kept within ``limits``, and whether it had to be.
+
+        A zoom within ``tolerance`` of 1 is left alone (scale 1).
+
+        Example:
+            >>> model = ScaleModel(("bottleneck",), np.zeros(1, np.float32), 0.0, tolerance=1.3)
+            >>> model.scale_for(1.2), model.scale_for(2.0), model.scale_for(10.0)
+            ((1.0, False), (0.5, False), (0.25, True))
+        """
+        if 1.0 / self.tolerance <= zoom <= self.tolerance:
+            return 1.0, False
         return scale_to_trained(zoom, 1.0, limits)  # the blob estimator's rule, with the training scale as 1
 
     def to_config(self) -> dict[str, Any]:
@@ -166,6 +185,7 @@ class ScaleModel:
             # float32 little-endian, base64: 964 numbers on one line of the config, not 964 lines
             "intercept": round(float(self.intercept), 6),
             "coef_f32_base64": base64.b64encode(np.asarray(self.coef, "<f4").tobytes()).decode("ascii"),
+            "tolerance": round(float(self.tolerance), 4),
             **({"error": self.error} if self.error else {}),
         }
 
@@ -178,7 +198,8 @@ class ScaleModel:
             if coef.ndim != 1 or not np.isfinite(coef).all():
                 raise ValueError(f"coef must be finite numbers, got shape {coef.shape}")
             return cls(tuple(config["layers"]), coef.astype(np.float32), float(config["intercept"]),
-                       int(config.get("region", 256)), str(config.get("normalize", "percentile")), config.get("error"))
+                       int(config.get("region", 256)), str(config.get("normalize", "percentile")), config.get("error"),
+                       float(config.get("tolerance", 1.0)))
         except (KeyError, TypeError, ValueError) as err:  # binascii.Error is a ValueError
             raise ValueError(f"malformed localization.scale_model in config.json: {err!r}") from None
 
@@ -222,6 +243,7 @@ def fit_scale_model(
     layers: Sequence[str] | None = None,
     region: int = 256,
     normalize: str = "percentile",
+    tolerance: float = 1.0,
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> ScaleModel:
@@ -237,6 +259,7 @@ def fit_scale_model(
         ridges: the ridge strengths tried.
         layers: feature layers (default :func:`default_feature_layers`).
         region: the crop side (the regions :meth:`ScaleModel.predict` reads).
+        tolerance: stored as :attr:`ScaleModel.tolerance` (zooms this close to 1 are left alone).
 
     Example:
         >>> fit_scale_model(model, {"crc": crc_train}, {"crc": crc_val})  # doctest: +SKIP
@@ -286,6 +309,7 @@ def fit_scale_model(
         scored = {r: errors(*fit) for r, fit in fits.items()}
         ridge = min(scored, key=lambda r: scored[r]["median"])
         record = {**scored[ridge], "ridge": ridge, "zooms": list(zooms),
-                  "images": {name: len(items) for name, items in held_out_images.items()}}  # type: ignore[union-attr]
+                  "images": {name: len(items) for name, items in held_out_images.items()},  # type: ignore[union-attr]
+                  "train_images": {name: len(items) for name, items in train_images.items()}}
     coef, intercept = fits[ridge]
-    return ScaleModel(tuple(layers), coef.astype(np.float32), intercept, region, normalize, record)
+    return ScaleModel(tuple(layers), coef.astype(np.float32), intercept, region, normalize, record, tolerance)
