@@ -387,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="only fit the learned scale estimate object_size='auto' uses (features of --scale-train-images train images per "
         "--datasets set at 7 zooms; error measured on 8 validation images each) and record it (with --tag, the card is written again)",
     )
-    parser.add_argument("--scale-train-images", type=int, default=48, metavar="N", help="--scale-model: train images per set (default 48)")
+    parser.add_argument("--scale-train-images", type=int, default=16, metavar="N", help="--scale-model: train images per set (default 16)")
     parser.add_argument(
         "--scale-tolerance", type=float, default=1.0, metavar="ZOOM",
         help="--scale-model: leave images whose predicted zoom is within this factor of 1 at scale 1 (default 1: none)",

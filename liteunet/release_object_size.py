@@ -164,7 +164,7 @@ def tune_object_size(
 def fit_and_store_scale_model(
     folder: str | Path,
     datasets: Sequence[str],
-    train_images: int = 48,
+    train_images: int = 16,
     held_out_images: int = 8,
     tolerance: float = 1.0,
     device: str = "cpu",
