@@ -155,7 +155,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     group.add_argument("--iterations", type=int, default=10, help="batches per timed round (default 10)")
     speed = p.add_argument_group(
         "speed", "--speed: end-to-end megapixels/s of localize() by image side against one model pass on the same "
-        "pixels (on CPU, or --device cuda), and the cost of a slide with 30%% tissue with the tissue mask against without",
+        "pixels (on CPU, or --device cuda), object_size='auto' against the default when the weights store a scale model, "
+        "and the cost of a slide with 30%% tissue with the tissue mask against without",
     )
     speed.add_argument("--speed", action="store_true", help="megapixels/s by image size and the tissue-mask cost")
     speed.add_argument("--sides", type=int, nargs="+", default=[256, 500, 640, 1024, 1100, 1536, 2048], help="image sides")
