@@ -62,18 +62,25 @@ def pooled_features(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) ->
         - x: :math:`(B, C, H, W)`; output: :math:`(B, F)`, ``F`` the channels of all ``layers``.
     """
     found: dict[str, torch.Tensor] = {}
-    hooks = [
-        model.get_submodule(name).register_forward_hook(
-            lambda module, args, out, name=name: found.__setitem__(name, (out if torch.is_tensor(out) else out[0]).float().mean((2, 3)))
-        )
-        for name in layers
-    ]
+
+    def keep(module: nn.Module, args: Any, out: Any, name: str) -> None:
+        found[name] = (out if torch.is_tensor(out) else out[0]).float().mean((2, 3))
+        if len(found) == len(set(layers)):
+            raise _AllFeaturesFound  # the rest of the network (the decoder) is not needed
+
+    hooks = [model.get_submodule(name).register_forward_hook(lambda m, a, o, name=name: keep(m, a, o, name)) for name in layers]
     try:
         model(x)
+    except _AllFeaturesFound:
+        pass
     finally:
         for hook in hooks:
             hook.remove()
     return torch.cat([found[name] for name in layers], 1)
+
+
+class _AllFeaturesFound(Exception):
+    """Raised from the last feature hook to end the forward pass early."""
 
 
 def region_features(

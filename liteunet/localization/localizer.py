@@ -19,7 +19,6 @@ image, x = column, y = row, ``(0, 0)`` the centre of the top-left pixel.
 from __future__ import annotations
 
 import contextlib
-import copy
 import itertools
 import math
 import os
@@ -37,7 +36,7 @@ from .._checks import check_int
 from .._version import __version__
 from .._device import resolve_device
 from ..data.io import match_channels
-from ..inference import OnnxModel, TestTimeAugmentation, prepare_model, stored_scale_model
+from ..inference import OnnxModel, TestTimeAugmentation, fuse, prepare_model, stored_scale_model
 from ..object_size import SCALE_LIMITS, estimate_object_size_regions, scale_to_trained
 from ..points import suppress_close_points
 from ..pretrained import load_localization_settings, resolve_settings
@@ -285,8 +284,8 @@ class Localizer:
             return self.scale, {**record, "object_size": float(self.object_size)}
         h, w = src.shape[:2]
         if self.scale_model is not None:
-            if self._feature_model is None:  # a copy: the caller's module stays where it is
-                self._feature_model = copy.deepcopy(self._module).to(self.device).eval()  # type: ignore[union-attr]
+            if self._feature_model is None:  # a fused copy (same layer names, same features), the caller's module untouched
+                self._feature_model = fuse(self._module).to(self.device).eval()  # type: ignore[arg-type]
             zoom = self.scale_model.predict(self._feature_model, read=src.read_region, shape=(h, w), device=self.device)
             scale, clipped = self.scale_model.scale_for(zoom)
             if clipped:
