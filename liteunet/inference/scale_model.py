@@ -53,6 +53,8 @@ def default_feature_layers(model: nn.Module) -> list[str]:
 def pooled_features(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> torch.Tensor:
     """The channel means of ``layers``' outputs for a batch, concatenated.
 
+    The forward pass stops once every layer in ``layers`` has run (a U-Net's decoder is skipped).
+
     Args:
         model: the network (not a fused or compiled form: the layers are found by name).
         x: the normalized input batch.

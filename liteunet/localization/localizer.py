@@ -117,11 +117,12 @@ class Localizer:
         #: With ``tuned_for``, that set's own size when the weights store one.
         self.trained_object_size: float | None = chosen.get("object_size")
         self.object_size = opts.object_size
-        #: The weights' learned scale estimate, which ``object_size="auto"`` uses when stored (and
-        #: the network it reads features from: the plain module, not its fused or compiled form).
+        #: The weights' learned scale estimate, which ``object_size="auto"`` uses when stored. It reads
+        #: features by layer name, so from an fp32 fused copy of the module (same names, same
+        #: features), never from the reduced-precision or compiled form that localizes.
         self.scale_model = stored_scale_model(stored, module) if opts.object_size == "auto" else None
         self._module = module if self.scale_model is not None else None  # kept only when auto needs its features
-        self._feature_model: nn.Module | None = None  # a copy on self.device, made on first use
+        self._feature_model: nn.Module | None = None  # that copy, on self.device, made on first use
         self.scale = self._scale(opts, stored, module)
         self.level = opts.level
         self.return_map = opts.return_map
