@@ -320,9 +320,9 @@ def _scale_model_lines(scale_model: dict[str, Any], target: str) -> list[str]:
     tolerance = float(scale_model.get("tolerance", 1.0))
     if tolerance > 1.0:
         lines += [
-            f"An image whose predicted zoom is within {tolerance:g}x of 1 is left at its own scale: the network was "
-            "trained across about that range of zooms, and on images at the training magnification the prediction "
-            "is off by about as much.",
+            f"An image whose predicted zoom is within {tolerance:g}x of 1 is left at its own scale: on images at the "
+            "training magnification the prediction is off by about as much, and undoing a small wrong zoom costs more "
+            "than it saves.",
             "",
         ]
     options = "".join(

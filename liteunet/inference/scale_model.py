@@ -117,10 +117,9 @@ class ScaleModel:
         normalize: the input scaling of the features (the weights' own).
         error: how well it did on held-out images when fitted (median and 90th percentile of
             ``|log predicted zoom - log true zoom|`` per set), for the record.
-        tolerance: zooms between ``1 / tolerance`` and ``tolerance`` are left at scale 1. The
-            network already works across that range (its training zoomed images by about as
-            much), and at native scale the prediction is off by about as much, so resizing there
-            trades a sure image for a guess.
+        tolerance: zooms between ``1 / tolerance`` and ``tolerance`` are left at scale 1. At
+            native scale the prediction is off by about that much, so resizing there trades a
+            sure image for a guess (and a network trained with random zoom copes with it anyway).
 
     Example:
         >>> import liteunet
