@@ -16,6 +16,7 @@ accurate, on an image unlike any of them it answers with the nearest kind's magn
 from __future__ import annotations
 
 import base64
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -65,12 +66,12 @@ def pooled_features(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) ->
     """
     found: dict[str, torch.Tensor] = {}
 
-    def keep(module: nn.Module, args: Any, out: Any, name: str) -> None:
+    def keep(name: str, module: nn.Module, args: Any, out: Any) -> None:
         found[name] = (out if torch.is_tensor(out) else out[0]).float().mean((2, 3))
         if len(found) == len(set(layers)):
             raise _AllFeaturesFound  # the rest of the network (the decoder) is not needed
 
-    hooks = [model.get_submodule(name).register_forward_hook(lambda m, a, o, name=name: keep(m, a, o, name)) for name in layers]
+    hooks = [model.get_submodule(name).register_forward_hook(functools.partial(keep, name)) for name in layers]
     try:
         model(x)
     except _AllFeaturesFound:
