@@ -380,10 +380,11 @@ def _native_pixel_scores(
 
 
 def write_report(report: EvaluationReport, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``<dataset>_per_image.csv`` and ``<dataset>_summary.json`` into ``out_dir``."""
+    """Write ``<dataset>_per_image.csv`` and ``<dataset>_summary.json`` into ``out_dir`` (``NAME:GROUP`` as ``NAME-GROUP``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = report.dataset or "eval"
+    # One group of a set (dsb2018:tissue_256x320): ':' is not allowed in a Windows file name.
+    stem = (report.dataset or "eval").replace(":", "-")
     csv_path, json_path = out / f"{stem}_per_image.csv", out / f"{stem}_summary.json"
     if report.per_image:
         keys = list(report.per_image[0])

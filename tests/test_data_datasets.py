@@ -13,6 +13,7 @@ import liteunet
 from liteunet.data import (
     DATASET_ENV_VAR,
     class_names,
+    dataset_groups,
     default_root,
     list_datasets,
     load_dataset,
@@ -92,3 +93,35 @@ def test_read_split_file_skips_comments(tmp_path):
     assert read_split_file(tmp_path / "s.txt") == ["a", "b"]
     with pytest.raises(FileNotFoundError):
         read_split_file(tmp_path / "none.txt")
+
+
+def _fake_dsb2018(root: Path, groups: dict[str, str], validation: list[str]) -> None:
+    base = root / "dsb2018"
+    (base / "images").mkdir(parents=True)
+    (base / "points").mkdir()
+    for stem in groups:
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(base / "images" / f"{stem}.png")
+        (base / "points" / f"{stem}.csv").write_text("x,y,diameter\n3,4,5\n")
+    (base / "train.txt").write_text("".join(f"{s}\n" for s in groups if s not in validation))
+    (base / "validation.txt").write_text("".join(f"{s}\n" for s in validation))
+    (base / "manifest.csv").write_text("stem,id,group\n" + "".join(f"{s},id{s},{g}\n" for s, g in groups.items()))
+
+
+def test_one_acquisition_group_of_a_set(tmp_path):
+    _fake_dsb2018(tmp_path, {"a": "fluo", "b": "tissue", "c": "tissue", "d": "fluo"}, validation=["d"])
+    assert dataset_groups("dsb2018", tmp_path) == {"a": "fluo", "b": "tissue", "c": "tissue", "d": "fluo"}
+    assert [s.name for s in load_dataset("dsb2018:tissue", "train", tmp_path)] == ["b", "c"]
+    assert [s.name for s in load_dataset("dsb2018:fluo", "validation", tmp_path)] == ["d"]
+    assert [s.name for s in load_dataset("dsb2018", "train", tmp_path)] == ["a", "b", "c"]
+    assert class_names("dsb2018:tissue") == ("cell",)
+    with pytest.raises(ValueError, match=r"no group 'h_and_e'; its groups: \['fluo', 'tissue'\]"):
+        load_dataset("dsb2018:h_and_e", "train", tmp_path)
+
+
+def test_a_set_without_groups_says_so(tmp_path):
+    _fake_crc(tmp_path, "train", ["img1"])
+    assert dataset_groups("crc", tmp_path) == {}
+    with pytest.raises(ValueError, match="records no groups"):
+        load_dataset("crc:anything", "train", tmp_path)
+    with pytest.raises(ValueError, match="unknown data set 'cells:fluo'"):
+        load_dataset("cells:fluo", "train", tmp_path)

@@ -211,3 +211,14 @@ def test_dsb2018_points_lie_on_nuclei_of_both_modalities():
         at_points = grey[xy[:, 1], xy[:, 0]].mean()
         assert (at_points < np.median(grey)) if bright_field else (at_points > np.median(grey))
     assert kinds == {True, False}
+
+
+def test_dsb2018_groups_split_each_group_about_15_percent_to_validation():
+    from liteunet.data import dataset_groups
+
+    groups = dataset_groups("dsb2018", _root())
+    for split in ("train", "validation"):
+        assert sum(len(_load(f"dsb2018:{g}", split)) for g in set(groups.values())) == len(_load("dsb2018", split))
+    for g in {g for g in groups.values() if list(groups.values()).count(g) >= 20}:
+        share = len(_load(f"dsb2018:{g}", "validation")) / list(groups.values()).count(g)
+        assert 0.1 <= share <= 0.2, (g, share)

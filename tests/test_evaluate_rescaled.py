@@ -126,3 +126,12 @@ def test_object_size_tuning_records_the_size_the_model_localizes_best_at(tmp_pat
     card = render_model_card(json.loads((weights / "config.json").read_text()), "lite_unet.test")
     assert "## Object size" in card and "measure 15.0 px before the model" in card
     assert "| size (px) | data | mean of F1@5 and F1@10 |" in card and "| 4 | 0.000 | 0.000 |" in card
+
+
+def test_a_report_on_one_group_of_a_set_gets_a_portable_file_name(tmp_path):
+    from liteunet.evaluate import EvaluationReport, write_report
+
+    report = EvaluationReport("dsb2018:tissue_256x320", LocalizationSettings(), {"f1@10": 0.5}, [{"image": "a", "tp@10": 1}])
+    csv_path, json_path = write_report(report, tmp_path)
+    assert (csv_path.name, json_path.name) == ("dsb2018-tissue_256x320_per_image.csv", "dsb2018-tissue_256x320_summary.json")
+    assert '"dataset": "dsb2018:tissue_256x320"' in json_path.read_text()

@@ -27,7 +27,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``liteunet train`` options."""
-    parser.add_argument("datasets", nargs="+", help="shared data set names (crc, mbm, bbbc039, vgg_cells, adi, bcdata, dsb2018) or folders of images with CSV points")
+    parser.add_argument(
+        "datasets", nargs="+",
+        help="shared data set names (crc, mbm, bbbc039, vgg_cells, adi, bcdata, dsb2018), NAME:GROUP for one acquisition "
+        "group of a set that records them (dsb2018:tissue_256x320, given its own share of crops), or folders of images with CSV points",
+    )
     parser.add_argument("-o", "--out-dir", default="runs/lite_unet", help="run folder: checkpoints, best weights, logs")
     parser.add_argument("--model", default="lite_unet", help="model name (default lite_unet)")
     parser.add_argument("--preset", default="cpu", choices=PRESET_NAMES, help="recipe: 'paper' (MSE, Adam 1e-4, batch 12, flips, 512px) or 'cpu' (default)")

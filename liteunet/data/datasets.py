@@ -8,6 +8,7 @@ in ``liteunet/data/splits/`` (made by ``liteunet.data._make_splits``).
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 from collections.abc import Callable
@@ -33,6 +34,7 @@ __all__ = [
     "SPLITS",
     "list_datasets",
     "class_names",
+    "dataset_groups",
     "default_root",
     "resolve_root",
     "load_dataset",
@@ -256,9 +258,28 @@ def list_datasets() -> list[str]:
 
 
 def _check_name(name: str) -> str:
-    if name not in _LOADERS:
+    base = name.partition(":")[0]
+    if base not in _LOADERS:
         raise ValueError(f"unknown data set {name!r}; known: {list_datasets()}")
-    return name
+    return base
+
+
+def dataset_groups(name: str, root: str | os.PathLike | None = None) -> dict[str, str]:
+    """The acquisition group of each image of a shared set that records them (``manifest.csv``: stem, group).
+
+    dsb2018 records its groups (``fluo_256x256``, ``tissue_256x320``, ...); the other sets none
+    (an empty dict). ``"NAME:GROUP"`` in :func:`load_dataset` selects one group, so a training run
+    can give it a share of its own (``--samples-per-epoch dsb2018:tissue_256x320=96``).
+
+    Example:
+        >>> sorted(set(dataset_groups("dsb2018").values()))  # doctest: +SKIP
+        ['fluo_256x256', 'fluo_256x320', 'tissue_256x320']
+    """
+    manifest = resolve_root(root) / _check_name(name) / "manifest.csv"
+    if not manifest.is_file():
+        return {}
+    with manifest.open(newline="") as f:
+        return {row["stem"]: row["group"] for row in csv.DictReader(f) if row.get("group")}
 
 
 def class_names(name: str) -> tuple[str, ...]:
@@ -288,7 +309,9 @@ def load_dataset(
     all crops of one source slide (MBM) or donor (ADI, GTEx id) on one side.
 
     Args:
-        name: one of :func:`list_datasets`.
+        name: one of :func:`list_datasets`, or ``"NAME:GROUP"`` for the images of one
+            acquisition group of a set that records them (:func:`dataset_groups`), e.g.
+            ``"dsb2018:tissue_256x320"``.
         split: ``"train"`` or ``"validation"``.
         root: the folder holding the data sets; default :func:`default_root`.
 
@@ -296,7 +319,7 @@ def load_dataset(
         The samples, in a fixed order; each has points (N, 2) as (x, y) pixel coordinates.
 
     Raises:
-        ValueError: unknown name or split.
+        ValueError: unknown name, group or split.
         FileNotFoundError: the root or a file of the data set is missing.
 
     Example:
@@ -307,7 +330,15 @@ def load_dataset(
     loader = _LOADERS[_check_name(name)][0]
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; use one of {list(SPLITS)}")
-    return loader(resolve_root(root), split)
+    samples = loader(resolve_root(root), split)
+    group = name.partition(":")[2] if ":" in name else None
+    if group is None:
+        return samples
+    groups = dataset_groups(name, root)
+    if group not in set(groups.values()):
+        known = sorted(set(groups.values()))
+        raise ValueError(f"data set {name!r}: no group {group!r}; " + (f"its groups: {known}" if known else "it records no groups"))
+    return [s for s in samples if groups.get(s.name) == group]
 
 
 def load_folder(folder: str | os.PathLike) -> list[Sample]:
