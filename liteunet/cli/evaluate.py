@@ -20,7 +20,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "a set annotated with classes (bcdata). Writes a per-image CSV and a JSON summary per set.",
     )
     p.add_argument("model", help="pretrained tag (lite_unet.crc) or a weights folder (runs/x/best)")
-    p.add_argument("datasets", nargs="+", help="shared data set names, or folders of images with CSV points")
+    p.add_argument("datasets", nargs="+", help="shared data set names (NAME:GROUP for one acquisition group, e.g. dsb2018:tissue_256x320), or folders of images with CSV points")
     p.add_argument(
         "--split", choices=("train", "validation", "all"),
         help="split to evaluate (default: a folder of your own is scored whole ('all'); a shared data set, its validation split)",

@@ -399,7 +399,8 @@ def load_split(name_or_folder: str, split: str, root: str | os.PathLike | None =
     image (of a folder: a test set scored whole; of a shared set: train and validation).
 
     Args:
-        name_or_folder: a name from :func:`list_datasets`, or a folder for :func:`load_folder`.
+        name_or_folder: a name from :func:`list_datasets` (or ``"NAME:GROUP"``, see
+            :func:`load_dataset`), or a folder for :func:`load_folder`.
         split: ``"train"``, ``"validation"`` or ``"all"``.
         root: the shared data sets' root (names only).
 
