@@ -109,6 +109,19 @@ def test_sigma_option_takes_one_width_or_per_set_widths():
         parser.parse_args(["crc", "--sigma", "crc=wide"])
 
 
+def test_one_group_of_a_set_takes_its_own_share_and_width():
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    group = "dsb2018:tissue_256x320"
+    cfg = config_from_args(parser.parse_args(
+        ["dsb2018:fluo_256x256", group, "--samples-per-epoch", "64", f"{group}=96", "--sigma", "2", f"{group}=4"]
+    ))
+    assert cfg.datasets == ["dsb2018:fluo_256x256", group]
+    assert cfg.samples_per_epoch == {"*": 64, group: 96} and cfg.sigma == {"*": 2.0, group: 4.0}
+    assert _crops_per_set(cfg.samples_per_epoch, cfg.datasets, [275, 81]) == [64, 96]
+    assert _sigma_per_set(cfg.sigma, cfg.datasets) == [2.0, 4.0]
+
+
 def test_scale_options_replace_the_augmentations_zoom(tmp_path, monkeypatch):
     import liteunet.train as training
     from liteunet.data import AugmentConfig
