@@ -173,6 +173,27 @@ def test_save_for_hf_round_trip(tmp_path):
         assert torch.equal(loaded(x), model(x))
 
 
+def test_weights_folder_loads_with_a_timm_builder_before_1_0_31(tmp_path, monkeypatch):
+    """timm 1.0.16-1.0.30 (setup.cfg allows them) have no ``pretrained_model_args`` argument and
+    hand unknown keywords to the model class: loading a folder must not pass it (seen with 1.0.29)."""
+    import liteunet.pretrained.build as build
+
+    real = build.build_model_with_cfg
+
+    def builder_before_1_0_31(model_cls, variant, pretrained, pretrained_cfg=None, **kwargs):
+        assert "pretrained_model_args" not in kwargs, "would reach the model's __init__"
+        return real(model_cls, variant, pretrained, pretrained_cfg=pretrained_cfg, **kwargs)
+
+    monkeypatch.setattr(build, "build_model_with_cfg", builder_before_1_0_31)
+    model = liteunet.create_model("lite_unet", theta=0.4).eval()
+    timm.models.save_for_hf(model, tmp_path, model_args=dict(theta=0.4), safe_serialization=True)
+    loaded = liteunet.load_model(tmp_path).eval()
+    assert {m.theta for m in loaded.modules() if isinstance(m, CDConv2d)} == {0.4}
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_reset_classifier(name):
     model = liteunet.create_model(name)

@@ -8,6 +8,7 @@ offline-first order of :mod:`liteunet.pretrained.resolve`; the model files call 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,19 @@ from timm.models import PretrainedCfg, build_model_with_cfg, load_pretrained, re
 
 from .files import ResolvedWeights, check_state_dict, open_local, read_state_dict
 from .resolve import pretrained_name, resolve, with_revision
+
+_SOURCE_ARGS = "pretrained_model_args"
+
+
+def _without_unknown_source_args(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` less ``pretrained_model_args`` where timm's builder does not take it.
+
+    timm 1.0.31 records the source checkpoint's model arguments under that name; older releases
+    (1.0.16-1.0.30, which setup.cfg allows) pass the keyword on to the model class, which fails.
+    """
+    if _SOURCE_ARGS in kwargs and _SOURCE_ARGS not in inspect.signature(build_model_with_cfg).parameters:
+        kwargs = {k: v for k, v in kwargs.items() if k != _SOURCE_ARGS}
+    return kwargs
 
 __all__ = ["build_pretrained", "load_weights_file"]
 
@@ -104,6 +118,7 @@ def build_pretrained(
     Example:
         >>> model = timm.create_model("lite_unet.crc", pretrained=True)  # doctest: +SKIP
     """
+    kwargs = _without_unknown_source_args(kwargs)
     cfg = (
         pretrained_cfg
         if isinstance(pretrained_cfg, PretrainedCfg)
@@ -137,14 +152,14 @@ def build_pretrained(
             for key, value in model_args.items():
                 if key not in ("num_classes", "in_chans"):
                     model_kwargs.setdefault(key, value)
-            model_kwargs.setdefault("pretrained_model_args", dict(model_args))
+            model_kwargs.setdefault(_SOURCE_ARGS, dict(model_args))
         return build_model_with_cfg(
             model_cls,
             variant,
             False,
             pretrained_cfg=bare_cfg.to_dict(),
             cache_dir=cache_dir,
-            **model_kwargs,
+            **_without_unknown_source_args(model_kwargs),
         )
 
     def check(found: ResolvedWeights) -> None:
