@@ -151,10 +151,11 @@ def test_ghost_module_odd_out_chans():
     assert GhostModule(4, 7)(torch.randn(1, 4, 5, 5)).shape == (1, 7, 5, 5)
 
 
-def test_cbam_eq6():
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_cbam_eq6(memory_format):
     torch.manual_seed(0)
     cbam = CBAM(32).eval()
-    f2 = torch.randn(2, 32, 7, 9)
+    f2 = torch.randn(2, 32, 7, 9).contiguous(memory_format=memory_format)
 
     def mlp(v):
         return F.conv2d(F.relu(F.conv2d(v, cbam.channel.fc1.weight, cbam.channel.fc1.bias)), cbam.channel.fc2.weight, cbam.channel.fc2.bias)
@@ -166,6 +167,14 @@ def test_cbam_eq6():
     )
     torch.testing.assert_close(cbam(f2), ms * f3)
     assert cbam.spatial.conv.kernel_size == (7, 7) and cbam.channel.fc1.kernel_size == (1, 1)
+
+
+def test_cbam_exports_without_adaptive_max_pool():
+    """torch 2.11's ONNX exporter has no adaptive_max_pool2d: `liteunet export onnx` failed there."""
+    dims = ({2: torch.export.Dim("h", min=2, max=512), 3: torch.export.Dim("w", min=2, max=512)},)
+    exported = torch.export.export(CBAM(16).eval(), (torch.randn(1, 16, 8, 10),), dynamic_shapes=dims)
+    targets = {str(node.target) for node in exported.graph.nodes if node.op == "call_function"}
+    assert not any("adaptive_max_pool" in t for t in targets), targets
 
 
 def test_cbam_without_autograd_matches_and_leaves_its_input_alone():
