@@ -38,6 +38,20 @@ def _no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
+@pytest.fixture(autouse=True)
+def _cpu_unless_marked_cuda(request, monkeypatch):
+    """Run as on a machine without a GPU, so ``device="auto"`` means the CPU, unless the test is
+    marked ``cuda``: the expected values are CPU ones (fp32, CPU tile sizes). On a GPU machine
+    eight tests failed without this (bf16 maps, CUDA tiles, "NVIDIA H200" as training hardware).
+    """
+    if request.node.get_closest_marker("cuda") is not None:
+        return
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # for the subprocesses a test starts
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Run a module's tests on one torch thread: their tensors are tiny, so one thread is as

@@ -275,6 +275,7 @@ def test_layer_bf16_and_input_check(name):
         layer(torch.randn(1, cin + 1, 12, 10, dtype=torch.bfloat16))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 @pytest.mark.parametrize("name", sorted(LAYER_CASES))
 def test_layer_cuda(name):

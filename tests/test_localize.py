@@ -347,6 +347,7 @@ def test_two_class_counts_and_ki67_index():
     assert localize(red, Blur(), progress=False)[0].ki67_index is None
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu_in_reduced_precision(scene):
     _, img = scene

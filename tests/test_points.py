@@ -178,6 +178,7 @@ def test_gradients_and_requires_grad_are_fine():
     assert len(find_peaks(m)) == 1
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
     m = torch.stack([gaussian_map([(10.3, 12.7), (40.0, 20.45)])] * 2)[:, None].float()

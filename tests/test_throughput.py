@@ -82,6 +82,7 @@ def test_an_unknown_throughput_form_is_an_error_on_the_command_line(capsys):
     assert "unknown throughput form" in capsys.readouterr().err
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_throughput_with_cuda_graphs():
     result = run_throughput(device="cuda", batch=2, size=64, precision="bf16", repeats=1, iterations=2, warmup=3, progress=False)
