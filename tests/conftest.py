@@ -42,7 +42,7 @@ def _no_network(monkeypatch):
 def _cpu_unless_marked_cuda(request, monkeypatch):
     """Run as on a machine without a GPU, so ``device="auto"`` means the CPU, unless the test is
     marked ``cuda``: the expected values are CPU ones (fp32, CPU tile sizes). On a GPU machine
-    eight tests failed without this (bf16 maps, CUDA tiles, "NVIDIA H200" as training hardware).
+    nine tests failed without this (bf16 maps, CUDA tiles, "NVIDIA H200" as training hardware).
     """
     if request.node.get_closest_marker("cuda") is not None:
         return

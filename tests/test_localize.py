@@ -26,6 +26,7 @@ from liteunet import LocalizationResult, Localizer, localize
 from liteunet.cli import main
 from liteunet.layers.ghost_cbam import ChannelAttention
 
+import liteunet.localization.inputs as inputs_module
 import liteunet.localization.localizer as localizer_module
 import liteunet.localization.tiling as tiling
 TINY = (8, 8, 16, 16, 16)
@@ -455,10 +456,12 @@ def test_tiny_and_boolean_images_work():
         assert res.count <= max(1, img.size)
 
 
-def test_huge_requests_are_refused_before_allocating():
+def test_huge_requests_are_refused_before_allocating(monkeypatch):
     huge = np.broadcast_to(np.zeros((1, 1), np.uint8), (10**6, 10**6))  # a view: no memory
     with pytest.raises(ValueError, match="max_pixels"):
         localize(huge, Blur(), progress=False)
+    # A 37 GiB map is refused on a 24 GiB machine; a 128 GiB one (the GPU machine) started on it.
+    monkeypatch.setattr(inputs_module, "available_memory", lambda: 24 << 30)
     big = np.broadcast_to(np.zeros((1, 1), np.uint8), (10**5, 10**5))
     with pytest.raises(ValueError, match="location map.*GiB.*return_map=4"):
         localize(big, Blur(), progress=False, return_map=True, tile_size=64, overlap=32)
