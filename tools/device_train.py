@@ -39,12 +39,10 @@ RUNS = {
 }
 
 
-def command(name, run, out_dir, device, epochs, spe, max_steps=None, val_max=None, time_limit=None):
+def command(run, out_dir, device, epochs, spe, val_max=None, time_limit=None):
     cmd = [sys.executable, "-m", "liteunet", "train", *run["sets"], "-o", str(out_dir), *COMMON, *run["extra"],
            "--samples-per-epoch", *spe, "--epochs", str(epochs), "--workers", str(run["workers"]),
            "--device", device, "--no-resume"]
-    if max_steps:
-        cmd += ["--max-steps", str(max_steps)]
     if val_max:
         cmd[cmd.index("--val-max-images") + 1] = str(val_max)
     if time_limit:
@@ -112,7 +110,7 @@ def main():
 
     # 1. calibration: 3 short epochs each, all runs at once; the rate is read between the ends of
     # epochs 1 and 3, so it counts the per-epoch worker start but not the process start
-    cal = {name: command(name, run, work / f"cal_{name}", args.device, 3, [str(args.cal_crops)], val_max=1)
+    cal = {name: command(run, work / f"cal_{name}", args.device, 3, [str(args.cal_crops)], val_max=1)
            for name, run in RUNS.items()}
     codes = launch(cal, work, "cal", t0 + 0.3 * args.total_s)
     rate = {}
@@ -141,7 +139,7 @@ def main():
         epochs = max(1, int(budget // epoch_s))
         print(f"[plan] {name}: {crops} crops/epoch, ~{epoch_s:.0f} s/epoch, {epochs} epochs in {budget:.0f} s",
               flush=True)
-        main_cmds[name] = command(name, run, work / name, args.device, epochs, run["spe"],
+        main_cmds[name] = command(run, work / name, args.device, epochs, run["spe"],
                                   time_limit=budget / 60, val_max=1 if args.smoke else None)
     codes = launch(main_cmds, work, "main", end - 12)
     print(f"[main] return codes {codes}", flush=True)
