@@ -23,15 +23,14 @@ from .resolve import pretrained_name, resolve, with_revision
 _SOURCE_ARGS = "pretrained_model_args"
 
 
-def _without_unknown_source_args(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``kwargs`` less ``pretrained_model_args`` where timm's builder does not take it.
+def _builder_takes_source_args() -> bool:
+    """Whether timm's builder takes ``pretrained_model_args``.
 
     timm 1.0.31 records the source checkpoint's model arguments under that name; older releases
     (1.0.16-1.0.30, which setup.cfg allows) pass the keyword on to the model class, which fails.
     """
-    if _SOURCE_ARGS in kwargs and _SOURCE_ARGS not in inspect.signature(build_model_with_cfg).parameters:
-        kwargs = {k: v for k, v in kwargs.items() if k != _SOURCE_ARGS}
-    return kwargs
+    return _SOURCE_ARGS in inspect.signature(build_model_with_cfg).parameters
+
 
 __all__ = ["build_pretrained", "load_weights_file"]
 
@@ -118,7 +117,8 @@ def build_pretrained(
     Example:
         >>> model = timm.create_model("lite_unet.crc", pretrained=True)  # doctest: +SKIP
     """
-    kwargs = _without_unknown_source_args(kwargs)
+    if not _builder_takes_source_args():
+        kwargs.pop(_SOURCE_ARGS, None)
     cfg = (
         pretrained_cfg
         if isinstance(pretrained_cfg, PretrainedCfg)
@@ -152,14 +152,15 @@ def build_pretrained(
             for key, value in model_args.items():
                 if key not in ("num_classes", "in_chans"):
                     model_kwargs.setdefault(key, value)
-            model_kwargs.setdefault(_SOURCE_ARGS, dict(model_args))
+            if _builder_takes_source_args():
+                model_kwargs.setdefault(_SOURCE_ARGS, dict(model_args))
         return build_model_with_cfg(
             model_cls,
             variant,
             False,
             pretrained_cfg=bare_cfg.to_dict(),
             cache_dir=cache_dir,
-            **_without_unknown_source_args(model_kwargs),
+            **model_kwargs,
         )
 
     def check(found: ResolvedWeights) -> None:
