@@ -18,7 +18,6 @@ Multi-process training uses torch's standard engine: launch with
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import logging
@@ -46,6 +45,7 @@ from .complexity import count_macs, count_params
 from .data import AugmentConfig, PointDataset, Sample, collate, load_split, split_label
 from .data.batches import SizedCrops, sized_batches
 from .data.targets import gaussian_target
+from .train_logs import write_logs
 from .evaluate import (
     LocalizationSettings,
     best_shared_setting,
@@ -301,42 +301,6 @@ def _adapt_head(model: nn.Module, num_classes: int) -> None:
                  " (each a copy of the pretrained map)" if old.out_channels == 1 else "")
 
 
-def _plot(rows: list[dict[str, Any]], path: Path) -> None:
-    """Draw ``curves.png`` on a figure of its own.
-
-    ``Figure`` with the Agg canvas, not pyplot: the caller's backend (inline in Jupyter) and
-    pyplot's list of open figures are left as they were.
-    """
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        _logger.info("matplotlib is not installed (pip install 'liteunet[plot]'): no curves.png")
-        return
-    epochs = [r["epoch"] for r in rows]
-    fig = Figure(figsize=(10, 4))
-    FigureCanvasAgg(fig)
-    ax_loss, ax_f1 = fig.subplots(1, 2)
-    ax_loss.plot(epochs, [r["train_loss"] for r in rows])
-    ax_loss.set(xlabel="epoch", ylabel="train MSE", yscale="log", title="loss")
-    for key in [k for k in rows[-1] if k.startswith("val/") and ("/f1@5" in k or "/f1@10" in k)]:
-        ax_f1.plot(epochs, [r.get(key, math.nan) for r in rows], label=key[4:])
-    ax_f1.set(xlabel="epoch", ylabel="F1", ylim=(0, 1), title="validation")
-    ax_f1.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-
-
-def _write_logs(rows: list[dict[str, Any]], out: Path) -> None:
-    keys = sorted({k for r in rows for k in r}, key=lambda k: (not k.startswith(("epoch", "step")), k))
-    with (out / "log.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
-    (out / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    _plot(rows, out / "curves.png")
-
-
 def train(config: TrainConfig) -> dict[str, Any]:
     """Run (or resume) a training run. Returns the best validation record.
 
@@ -447,7 +411,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         if is_main:
             row.update(_validate(model, val_sets, cfg, device, amp_dtype, best, model_args, out, row))
             rows.append(row)
-            _write_logs(rows, out)
+            write_logs(rows, out)
             torch.save(
                 {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),

@@ -24,7 +24,7 @@ LAYERS = [
     {"models"},
     {"inference"},
     {"localization"},
-    {"train", "evaluate", "release", "release_object_size", "zoo", "publish", "bench", "io_formats", "outputs", "hub", "tta", "wsi"},
+    {"train", "train_logs", "teacher", "evaluate", "release", "release_object_size", "zoo", "publish", "bench", "io_formats", "outputs", "hub", "tta", "wsi"},
     {"__init__"},
     # The package's users: the command line and the napari plugin (both read the public API).
     {"cli", "napari", "__main__"},

@@ -8,6 +8,7 @@ import pytest
 from liteunet.data import (
     AugmentConfig,
     augment,
+    augment_geometry,
     center_crop,
     color_jitter,
     crop,
@@ -166,6 +167,20 @@ def test_augment_moves_points_with_image():
     for seed in range(8):
         out, pts, lab = augment(img, points, labels, np.random.default_rng(seed), geometric)
         assert _dots_of(out) == _as_set(pts, lab)
+
+
+def test_augment_geometry_moves_extra_channels_as_the_image():
+    """Maps stacked on as extra channels (a teacher's location map) follow every flip and turn."""
+    rng = np.random.default_rng(5)
+    img = rng.uniform(0, 1, (16, 16, 5)).astype(np.float32)
+    points, labels = _points(rng, 6, 16, 16), np.zeros(6, int)
+    config = AugmentConfig.preset("generalist")
+    for seed in range(8):
+        stacked, pts, _ = augment_geometry(img, points, labels, np.random.default_rng(seed), config)
+        alone, pts_alone, _ = augment_geometry(img[..., :3], points, labels, np.random.default_rng(seed), config)
+        extra, _, _ = augment_geometry(img[..., 3:], points, labels, np.random.default_rng(seed), config)
+        np.testing.assert_array_equal(stacked, np.concatenate([alone, extra], axis=-1))
+        np.testing.assert_array_equal(pts, pts_alone)
 
 
 def test_paper_and_none_configs():

@@ -308,7 +308,7 @@ import matplotlib
 matplotlib.use("svg")
 import matplotlib.pyplot as plt
 mine = plt.figure()
-from liteunet.train import _plot
+from liteunet.train_logs import plot_curves as _plot
 rows = [{"epoch": e, "train_loss": 1.0 / e, "val/a/f1@5": 0.1 * e, "val/a/f1@10": 0.2 * e} for e in (1, 2, 3)]
 _plot(rows, Path(sys.argv[1]))
 print(matplotlib.get_backend(), plt.get_fignums(), plt.gcf() is mine)

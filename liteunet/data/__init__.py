@@ -16,6 +16,8 @@ from .annotations import (
 from .augment import (
     AugmentConfig,
     augment,
+    augment_geometry,
+    augment_intensity,
     center_crop,
     color_jitter,
     crop,
@@ -77,6 +79,8 @@ __all__ = [
     # augment
     "AugmentConfig",
     "augment",
+    "augment_geometry",
+    "augment_intensity",
     "hflip",
     "vflip",
     "rot90",

@@ -19,9 +19,9 @@ from typing import Literal
 
 import numpy as np
 
+from .augment_colour import color_jitter, intensity_jitter, stain_jitter
 from .augment_ihc import restain_as_ihc
 from .augment_modality import gaussian_blur, gaussian_noise, jpeg_artefacts, to_grey
-from .stains import HED_FROM_RGB, RGB_FROM_HED
 
 __all__ = [
     "AugmentConfig",
@@ -35,6 +35,8 @@ __all__ = [
     "intensity_jitter",
     "stain_jitter",
     "augment",
+    "augment_geometry",
+    "augment_intensity",
 ]
 
 PadMode = Literal["constant", "symmetric"]
@@ -301,130 +303,6 @@ def center_crop(
                 height, width, pad_mode=pad_mode)
 
 
-def color_jitter(
-    image: np.ndarray,
-    rng: np.random.Generator,
-    brightness: float = 0.1,
-    contrast: float = 0.1,
-    saturation: float = 0.1,
-    hue: float = 0.02,
-) -> np.ndarray:
-    """Random brightness, contrast, saturation and hue change of an RGB(A) float image.
-
-    Each factor is drawn uniformly: brightness multiplies by ``1 +- brightness``, contrast and
-    saturation scale the distance to the image mean / the pixel's grey value by
-    ``1 +- contrast`` / ``1 +- saturation``, and hue rotates colours about the grey axis by up
-    to ``hue`` of a full turn (grey pixels are unchanged). Alpha is left alone. No clipping,
-    since percentile-normalized images may exceed [0, 1] slightly by design.
-
-    Args:
-        image: float RGB(A) image, channels last.
-        rng: source of the factors.
-        brightness, contrast, saturation: maximum relative change, >= 0.
-        hue: maximum rotation as a fraction of a turn, in [0, 0.5].
-
-    Returns:
-        The jittered image, float32, same shape.
-
-    Shape:
-        - image: :math:`(H, W, C)`, :math:`C \\in \\{3, 4\\}`.
-
-    Example:
-        >>> out = color_jitter(np.full((4, 4, 3), 0.5, np.float32), np.random.default_rng(0))
-        >>> out.shape, out.dtype
-        ((4, 4, 3), dtype('float32'))
-    """
-    if image.ndim != 3 or image.shape[-1] not in (3, 4):
-        raise ValueError(f"color_jitter needs an RGB(A) image (H, W, 3|4), got {image.shape}")
-    out = image.astype(np.float32, copy=True)
-    rgb = out[..., :3]
-    b = rng.uniform(1 - brightness, 1 + brightness)
-    c = rng.uniform(1 - contrast, 1 + contrast)
-    s = rng.uniform(1 - saturation, 1 + saturation)
-    angle = rng.uniform(-hue, hue) * 2 * math.pi
-    rgb *= b
-    mean = rgb.mean()
-    rgb[:] = (rgb - mean) * c + mean
-    grey = rgb.mean(axis=-1, keepdims=True)
-    rgb[:] = grey + (rgb - grey) * s
-    rgb[:] = rgb @ _grey_axis_rotation(angle).T
-    return out
-
-
-def _grey_axis_rotation(angle: float) -> np.ndarray:
-    """Rodrigues rotation about the unit grey axis (1, 1, 1) / sqrt(3)."""
-    axis = np.full(3, 1 / math.sqrt(3))
-    cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    rot = np.eye(3) + math.sin(angle) * cross + (1 - math.cos(angle)) * cross @ cross
-    return rot.astype(np.float32)
-
-
-def intensity_jitter(
-    image: np.ndarray, rng: np.random.Generator, gain: float = 0.1, gamma: float = 0.2
-) -> np.ndarray:
-    """Random gain and gamma for grey (e.g. fluorescence) float images.
-
-    ``out = g * sign(x) * |x| ** p`` with ``g`` in ``1 +- gain`` and ``p`` in ``1 +- gamma``;
-    the sign keeps the few slightly negative pixels of a percentile-normalized image finite.
-
-    Args:
-        image: float image, any number of channels (all get the same change).
-        rng: source of the factors.
-        gain: maximum relative gain change, >= 0.
-        gamma: maximum relative gamma change, in [0, 1).
-
-    Returns:
-        The jittered image, float32, same shape.
-
-    Example:
-        >>> float(intensity_jitter(np.zeros((4, 4), np.float32), np.random.default_rng(0)).max())
-        0.0
-    """
-    g = rng.uniform(1 - gain, 1 + gain)
-    p = rng.uniform(1 - gamma, 1 + gamma)
-    x = image.astype(np.float32)
-    return (g * np.sign(x) * np.abs(x) ** p).astype(np.float32)
-
-
-
-
-def stain_jitter(
-    image: np.ndarray, rng: np.random.Generator, scale: float = 0.05, shift: float = 0.05
-) -> np.ndarray:
-    """Random stain change for H&E / IHC RGB images (Tellez et al. 2018 HED jitter).
-
-    The image is split into haematoxylin, eosin and DAB optical densities; each stain is
-    scaled by ``1 +- scale`` and shifted by ``+- shift`` (uniform), then recombined. Values
-    are clipped to [0, 1], where optical density is defined.
-
-    Args:
-        image: float RGB(A) image in [0, 1], channels last.
-        rng: source of the factors.
-        scale: maximum relative change of each stain.
-        shift: maximum additive change of each stain's optical density.
-
-    Returns:
-        The jittered image, float32, same shape.
-
-    Shape:
-        - image: :math:`(H, W, C)`, :math:`C \\in \\{3, 4\\}`.
-
-    Example:
-        >>> stain_jitter(np.ones((2, 2, 3), np.float32), np.random.default_rng(0)).shape
-        (2, 2, 3)
-    """
-    if image.ndim != 3 or image.shape[-1] not in (3, 4):
-        raise ValueError(f"stain_jitter needs an RGB(A) image (H, W, 3|4), got {image.shape}")
-    alpha = rng.uniform(1 - scale, 1 + scale, size=3)
-    beta = rng.uniform(-shift, shift, size=3)
-    out = image.astype(np.float32, copy=True)
-    rgb = np.clip(out[..., :3].astype(np.float64), 1e-6, 1.0)
-    hed = (-np.log(rgb)) @ HED_FROM_RGB
-    hed = hed * alpha + beta
-    out[..., :3] = np.clip(np.exp(-(hed @ RGB_FROM_HED)), 0.0, 1.0)
-    return out
-
-
 @dataclass(frozen=True)
 class AugmentConfig:
     """Which augmentations :func:`augment` applies, and how strongly.
@@ -540,8 +418,9 @@ def augment(
 ) -> Sample:
     """Apply the random flips, rotations and colour changes of ``config``.
 
-    Geometry first (moving points with the image), then intensity: RGB(A) images may be turned
-    grey, or else re-stained as IHC (``ihc_prob``), then get :func:`stain_jitter` and :func:`color_jitter`, grey ones
+    Geometry first (:func:`augment_geometry`, moving points with the image), then intensity
+    (:func:`augment_intensity`): RGB(A) images may be turned grey, or else re-stained as IHC
+    (``ihc_prob``), then get :func:`stain_jitter` and :func:`color_jitter`, grey ones
     :func:`intensity_jitter`; last blur, noise and JPEG artefacts, for every image.
     Cropping is separate (:func:`random_crop`), done before this to save work.
 
@@ -561,6 +440,31 @@ def augment(
         >>> img.shape, pts.shape
         ((8, 8, 3), (1, 2))
     """
+    image, points, labels = augment_geometry(image, points, labels, rng, config)
+    return augment_intensity(image, points, rng, config), points, labels
+
+
+def augment_geometry(
+    image: np.ndarray,
+    points: np.ndarray,
+    labels: np.ndarray,
+    rng: np.random.Generator,
+    config: AugmentConfig = AugmentConfig(),
+) -> Sample:
+    """The random flips and quarter turns of ``config``, points moved with the image.
+
+    Channels are not interpreted, so maps stacked onto the image as extra channels (a
+    teacher's location map, for instance) move exactly as the image does.
+
+    Returns:
+        ``(image, points, labels)``.
+
+    Example:
+        >>> img, pts, _ = augment_geometry(np.zeros((8, 8, 5), np.float32), np.array([[1.0, 2.0]]),
+        ...                                np.array([0]), np.random.default_rng(0))
+        >>> img.shape
+        (8, 8, 5)
+    """
     image, points, labels = _check(image, points, labels)
     if config.hflip and rng.random() < 0.5:
         image, points, labels = hflip(image, points, labels)
@@ -570,6 +474,19 @@ def augment(
         square = image.shape[0] == image.shape[1]
         k = int(rng.integers(0, 4)) if square else 2 * int(rng.integers(0, 2))
         image, points, labels = rot90(image, points, labels, k)
+    return image, points, labels
+
+
+def augment_intensity(
+    image: np.ndarray, points: np.ndarray, rng: np.random.Generator, config: AugmentConfig = AugmentConfig()
+) -> np.ndarray:
+    """The random colour, stain, blur, noise and JPEG changes of ``config`` (see :func:`augment`).
+
+    ``points`` (the image's, (x, y)) only guide IHC re-staining; nothing moves.
+
+    Returns:
+        The changed image, float32.
+    """
     image = image.astype(np.float32, copy=False)
     colour = image.ndim == 3 and image.shape[-1] in (3, 4)
     if colour and config.grey_prob > 0 and rng.random() < config.grey_prob:
@@ -593,4 +510,4 @@ def augment(
     if config.jpeg_prob > 0 and rng.random() < config.jpeg_prob:
         low, high = config.jpeg_quality
         image = jpeg_artefacts(image, int(rng.integers(low, high + 1)))
-    return image, points, labels
+    return image
