@@ -45,6 +45,7 @@ from .complexity import count_macs, count_params
 from .data import AugmentConfig, PointDataset, Sample, collate, load_split, split_label
 from .data.batches import SizedCrops, sized_batches
 from .data.targets import gaussian_target
+from .teacher import teacher_maps, teachers_per_set
 from .train_logs import write_logs
 from .evaluate import (
     LocalizationSettings,
@@ -110,6 +111,9 @@ class TrainConfig:
             scores every set with the one setting chosen for all of them (what ``localize()``
             uses by default); ``per-dataset`` scores each set with its own best setting (what
             ``tuned_for=`` uses). Either way the score is the mean over sets of mean(F1@5, F1@10).
+        teachers: distillation: weights (tag or folder) whose location maps of a set's training
+            images are learned beside its points, by set name with ``"*"`` for the rest
+            (:mod:`liteunet.teacher`); ``teacher_weight`` is the maps' share of each target.
     """
 
     model: str = "lite_unet"
@@ -137,6 +141,8 @@ class TrainConfig:
     samples_per_epoch: int | dict[str, int] | None = None
     val_max_images: int | None = None
     checkpoint_by: str = "shared"
+    teachers: dict[str, str] | None = None
+    teacher_weight: float = 0.5
     max_steps: int | None = None
     time_limit_min: float | None = None
     seed: int = 0
@@ -329,9 +335,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
     amp_dtype = _amp_dtype(cfg.amp, device)
 
     sigmas = _sigma_per_set(cfg.sigma, list(cfg.datasets))
+    teachers = teachers_per_set(cfg.teachers, list(cfg.datasets))
+    samples = [load_split(name, "train") for name in cfg.datasets]
     train_sets = [
         PointDataset(
-            load_split(name, "train"),
+            set_samples,
             crop_size=cfg.crop_size,
             augment=AugmentConfig.preset(cfg.augment, cfg.scale_range, cfg.scale_prob) or False,
             target_fn=functools.partial(gaussian_target, sigma=sigma),
@@ -342,8 +350,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
             # cue the model ties to the small data sets (seen with ADI's 150x150 images).
             pad_mode="symmetric",
             normalize=cfg.normalize,
+            soft_targets=teacher_maps(teacher, set_samples, cfg.num_classes, device, amp_dtype) if teacher else None,
+            soft_target_weight=cfg.teacher_weight,
         )
-        for name, sigma in zip(cfg.datasets, sigmas)
+        for set_samples, sigma, teacher in zip(samples, sigmas, teachers)
     ]
     val_names = list(cfg.val_datasets or cfg.datasets)
     val_sets = {split_label(n): load_split(n, "validation")[: cfg.val_max_images] for n in val_names}
@@ -520,6 +530,7 @@ def _validate(
             extra={"training": {
                 "datasets": [str(d) for d in cfg.datasets], "epoch": row["epoch"], "step": row["step"],
                 "sigma": dict(zip(map(str, cfg.datasets), _sigma_per_set(cfg.sigma, list(cfg.datasets)))),
+                **({"teachers": dict(cfg.teachers), "teacher_weight": cfg.teacher_weight} if cfg.teachers else {}),
                 "minutes": row["minutes"], "preset": cfg.preset, "hardware": _hardware(device),
                 "params": count_params(model), "macs_512": count_macs(model, (cfg.in_chans, 512, 512)),
                 "validation": {k: v for k, v in result.items() if k.startswith("val/")},

@@ -113,3 +113,71 @@ def test_collate_stacks_and_lists(folder):
     whole = PointDataset(load_folder(folder), crop_size=None)
     with pytest.raises(ValueError, match="crop_size"):
         collate([whole[0], whole[1]])
+
+
+def _dotted(tmp_path, size=(96, 112), grey=False, n=14):
+    """An image with random points, and the Gaussian map of those points as its soft target."""
+    rng = np.random.default_rng(3)
+    shape = size if grey else (*size, 3)
+    Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(tmp_path / "d.png")
+    points = rng.integers(2, min(size) - 2, size=(n, 2)).astype(float)
+    (tmp_path / "d.csv").write_text("x,y\n" + "".join(f"{x:g},{y:g}\n" for x, y in points))
+    samples = load_folder(tmp_path)
+    return samples, gaussian_target(samples[0].points, samples[0].labels, size)
+
+
+@pytest.mark.parametrize("grey", [False, True])
+def test_soft_targets_are_cut_flipped_and_turned_with_the_image(tmp_path, grey):
+    """With weight 1 the target is the soft map alone; a map of Gaussians at the points, carried
+    through crops, flips and quarter turns, must equal the Gaussians of the moved points."""
+    samples, soft = _dotted(tmp_path, grey=grey)
+    config = AugmentConfig(hflip=True, vflip=True, rot90=True)
+    ds = PointDataset(samples, crop_size=64, augment=config, soft_targets=[soft], soft_target_weight=1.0)
+    for epoch in range(6):
+        ds.set_epoch(epoch)
+        item = ds[0]
+        expected = gaussian_target(item["points"].numpy(), item["labels"].numpy(), (64, 64))
+        # Away from the crop's edge, where blobs of points just outside it differ.
+        np.testing.assert_allclose(item["target"][:, 7:-7, 7:-7], expected[:, 7:-7, 7:-7], atol=1e-5)
+
+
+def test_soft_targets_are_zoomed_with_the_image(tmp_path):
+    samples, soft = _dotted(tmp_path)
+    config = AugmentConfig(hflip=True, vflip=True, rot90=True, scale_range=(0.7, 1.4), scale_prob=1.0)
+    ds = PointDataset(samples, crop_size=64, augment=config, soft_targets=[soft], soft_target_weight=1.0)
+    for epoch in range(6):
+        ds.set_epoch(epoch)
+        item = ds[0]
+        expected = gaussian_target(item["points"].numpy(), item["labels"].numpy(), (64, 64))[0, 7:-7, 7:-7]
+        zoomed = item["target"][0, 7:-7, 7:-7].numpy()  # blobs 0.7-1.4x as wide as the points' own
+        assert np.corrcoef(zoomed.ravel(), expected.ravel())[0, 1] > 0.85
+        assert np.corrcoef(zoomed[::-1].ravel(), expected.ravel())[0, 1] < 0.3  # misplaced would fail
+
+
+def test_soft_targets_leave_the_images_and_their_random_draws_alone(tmp_path):
+    samples, soft = _dotted(tmp_path)
+    config = AugmentConfig.preset("generalist")
+    plain = PointDataset(samples, crop_size=64, augment=config, normalize="percentile")
+    half = PointDataset(samples, crop_size=64, augment=config, normalize="percentile",
+                        soft_targets=[soft], soft_target_weight=0.5)
+    none = PointDataset(samples, crop_size=64, augment=config, normalize="percentile",
+                        soft_targets=[soft], soft_target_weight=0.0)
+    for epoch in range(4):
+        for ds in (plain, half, none):
+            ds.set_epoch(epoch)
+        a, b, c = plain[0], half[0], none[0]
+        torch.testing.assert_close(b["image"], a["image"])
+        torch.testing.assert_close(c["target"], a["target"])
+        torch.testing.assert_close(b["points"], a["points"])
+        assert not torch.equal(b["target"], a["target"])
+
+
+def test_soft_targets_must_match_their_images(tmp_path):
+    samples, soft = _dotted(tmp_path)
+    with pytest.raises(ValueError, match="1 samples"):
+        PointDataset(samples, soft_targets=[soft, soft])
+    with pytest.raises(ValueError, match="soft_target_weight"):
+        PointDataset(samples, soft_targets=[soft], soft_target_weight=1.5)
+    ds = PointDataset(samples, crop_size=32, soft_targets=[soft[:, :-1]])
+    with pytest.raises(ValueError, match=r"d\.png: soft target \(1, 95, 112\)"):
+        ds[0]

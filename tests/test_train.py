@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ import torch
 from PIL import Image
 
 import liteunet
-from liteunet.data import gaussian_target, load_folder
+from liteunet.data import gaussian_target, load_folder, load_split
 from liteunet.evaluate import LocalizationSettings, evaluate_maps, select_settings, selection_score
 from liteunet.cli.train import add_train_arguments, config_from_args
 from liteunet.train import TrainConfig, _crops_per_set, _epoch_indices, _sigma_per_set, train
@@ -333,6 +334,57 @@ def test_fine_tune_from_a_weights_folder_changes_num_classes(tmp_path):
 
     start = load_file(base / "best" / "model.safetensors")
     assert tuned.keys() == start.keys()
+
+
+def _tiny_weights(folder: Path, num_classes: int) -> Path:
+    """A tiny random model saved as a weights folder (a teacher needs no training to be tested)."""
+    from liteunet.train import save_weights
+
+    torch.manual_seed(0)
+    model = liteunet.create_model("lite_unet", num_classes=num_classes, **TINY)
+    return save_weights(model, folder, LocalizationSettings(), dict(TINY, num_classes=num_classes, in_chans=3))
+
+
+def test_teacher_maps_are_learned_beside_the_points(tmp_path, monkeypatch):
+    """--teacher: the teacher's maps of the training images reach the targets, mixed by weight."""
+    import liteunet.data.torch_dataset as torch_dataset
+    from liteunet.teacher import teacher_maps
+
+    data = _make_folder(tmp_path / "data", n=3)
+    teacher = _tiny_weights(tmp_path / "teacher" / "best", num_classes=1)
+    samples = load_split(str(data), "train")
+    maps = teacher_maps(str(teacher), samples)
+    assert [m.shape for m in maps] == [(1, 64, 64)] * len(samples) and all(0 <= m.min() and m.max() <= 1 for m in maps)
+    seen = []
+    item = torch_dataset.PointDataset.item
+    monkeypatch.setattr(torch_dataset.PointDataset, "item", lambda self, *a, **k: seen.append(self) or item(self, *a, **k))
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    cfg = config_from_args(parser.parse_args(
+        [str(data), "-o", str(tmp_path / "student"), "--teacher", str(teacher), "--teacher-weight", "0.3",
+         "--amp", "off"]))
+    assert cfg.teachers == {"*": str(teacher)} and cfg.teacher_weight == 0.3
+    cfg = dataclasses.replace(cfg, epochs=1, batch_size=2, crop_size=32, model_args=TINY, samples_per_epoch=2,
+                              progress=False)
+    train(cfg)
+    assert seen and seen[0].soft_target_weight == 0.3
+    np.testing.assert_allclose(seen[0].soft_targets[0], maps[0], atol=1e-6)
+    stored = json.loads((tmp_path / "student" / "best" / "config.json").read_text())["training"]
+    assert stored["teachers"] == {"*": str(teacher)} and stored["teacher_weight"] == 0.3
+    with pytest.raises(ValueError, match="'mbm'"):
+        train(dataclasses.replace(cfg, teachers={"mbm": str(teacher)}))
+
+
+def test_a_two_class_teacher_teaches_one_map_by_its_maximum(tmp_path):
+    from liteunet.teacher import teacher_maps
+
+    samples = load_folder(_make_folder(tmp_path / "data", n=2))
+    two = str(_tiny_weights(tmp_path / "two", num_classes=2))
+    both = teacher_maps(two, samples, num_classes=2)
+    one = teacher_maps(two, samples, num_classes=1)
+    np.testing.assert_allclose(one[0], both[0].max(axis=0, keepdims=True))
+    with pytest.raises(ValueError, match="gives 2 maps"):
+        teacher_maps(two, samples, num_classes=3)
 
 
 def test_time_limit_stops_at_an_epoch_end_so_resume_skips_nothing(tmp_path):

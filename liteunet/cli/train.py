@@ -55,6 +55,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--sigma", nargs="+", type=_sigma_argument, metavar="S|SET=S",
         help="Gaussian target width in pixels (default 2); SET=S sets one data set's width (e.g. 2 bcdata=4 for its large nuclei)",
     )
+    parser.add_argument(
+        "--teacher", nargs="+", type=_teacher_argument, dest="teachers", metavar="[SET=]WEIGHTS",
+        help="distillation: learn these weights' location maps of a set's training images beside its points (e.g. crc=weights/lite_unet.crc); without SET=, of every set",
+    )
+    parser.add_argument("--teacher-weight", type=float, help="the teacher maps' share of each target, 0-1 (default 0.5)")
     parser.add_argument("--model-args", type=json.loads, default={}, help="extra model arguments as JSON, e.g. '{\"theta\": 0.4}'")
     parser.add_argument("--num-classes", type=int, default=1)
     parser.add_argument("--in-chans", type=int, default=3)
@@ -91,6 +96,7 @@ def _per_set_argument(convert: Any, form: str) -> Any:
 
 _samples_argument = _per_set_argument(int, "N or SET=N")
 _sigma_argument = _per_set_argument(float, "S or SET=S (pixels)")
+_teacher_argument = _per_set_argument(str, "WEIGHTS or SET=WEIGHTS")
 
 
 def _per_set(pairs: list[tuple[str, Any]]) -> Any:
@@ -107,6 +113,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
     for key in ("samples_per_epoch", "sigma"):
         if getattr(args, key):
             setattr(args, key, _per_set(getattr(args, key)))
+    if args.teachers:
+        args.teachers = dict(args.teachers)
     return TrainConfig(**{k: v for k, v in vars(args).items() if k in names and (v is not None or k == "pretrained")})
 
 

@@ -8,8 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .augment import AugmentConfig, PadMode, center_crop, random_crop
-from .augment import augment as apply_augment
+from .augment import AugmentConfig, PadMode, augment_geometry, augment_intensity, center_crop, random_crop
 from .augment_modality import is_grey
 from .augment_scale import random_scaled_crop
 from .datasets import Sample
@@ -49,6 +48,13 @@ class PointDataset(Dataset):
         pad_mode: padding of crops that leave the image, see :func:`liteunet.data.augment.crop`.
         normalize: :func:`normalize_image` mode, ``"auto"`` or ``"percentile"`` (the weights
             record it, and inference normalizes the same way).
+        soft_targets: optional maps to learn beside the points (distillation), one per sample
+            or ``None`` for a sample without: float arrays :math:`(num\\_classes, H, W)` (or
+            :math:`(H, W)` with one class) aligned with the image, values in [0, 1], such as a
+            teacher model's location map of the whole image. They are cut, zoomed, flipped and
+            turned with the image, never colour-changed.
+        soft_target_weight: each item's target is ``(1 - w) * target_fn(points) + w * map``
+            where a sample has a map.
 
     Returns (per item):
         A dict with ``image`` float32 tensor :math:`(in\\_chans, H, W)`, ``target`` float32
@@ -76,10 +82,18 @@ class PointDataset(Dataset):
         seed: int = 0,
         pad_mode: PadMode = "constant",
         normalize: str = "auto",
+        soft_targets: Sequence[np.ndarray | None] | None = None,
+        soft_target_weight: float = 0.5,
     ) -> None:
         self.samples = list(samples)
         if not self.samples:
             raise ValueError("PointDataset needs at least one sample")
+        if soft_targets is not None and len(soft_targets) != len(self.samples):
+            raise ValueError(f"got {len(soft_targets)} soft targets for {len(self.samples)} samples")
+        if not 0.0 <= soft_target_weight <= 1.0:
+            raise ValueError(f"soft_target_weight must be in [0, 1], got {soft_target_weight}")
+        self.soft_targets = list(soft_targets) if soft_targets is not None else [None] * len(self.samples)
+        self.soft_target_weight = float(soft_target_weight)
         if num_classes > 1:
             for s in self.samples:
                 if len(s.labels) and s.labels.max() >= num_classes:
@@ -121,6 +135,18 @@ class PointDataset(Dataset):
             self._cache[index] = image
         return self._cache[index]
 
+    def _soft_target(self, index: int, shape: tuple[int, int]) -> np.ndarray | None:
+        """Sample ``index``'s soft target as float32 ``(num_classes, H, W)``, checked against its image."""
+        soft = self.soft_targets[index]
+        if soft is None:
+            return None
+        soft = np.asarray(soft, dtype=np.float32)
+        soft = soft[None] if soft.ndim == 2 else soft
+        if soft.shape != (self.num_classes, *shape):
+            raise ValueError(f"{self.samples[index].image_path}: soft target {soft.shape} does not match "
+                             f"the image's {(self.num_classes, *shape)} (num_classes, H, W)")
+        return soft
+
     def __getitem__(self, index: int) -> dict:
         return self.item(index)
 
@@ -135,6 +161,10 @@ class PointDataset(Dataset):
         sample = self.samples[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
         image, points, labels = self.load_image(index), sample.points, sample.labels
+        soft = self._soft_target(index, image.shape[:2])
+        channels = image.shape[-1] if image.ndim == 3 else 0
+        if soft is not None:  # ride along as extra channels through every geometric change
+            image = np.concatenate([image if channels else image[..., None], soft.transpose(1, 2, 0)], axis=-1)
         if crop_size is not None:
             cfg = self.augment_config
             if cfg is not None and cfg.scale_prob > 0 and rng.random() < cfg.scale_prob:
@@ -147,10 +177,16 @@ class PointDataset(Dataset):
                 image, points, labels = center_crop(image, points, labels, crop_size,
                                                     pad_mode=self.pad_mode)
         if self.augment_config is not None:
-            image, points, labels = apply_augment(image, points, labels, rng,
-                                                  self.augment_config)
+            image, points, labels = augment_geometry(image, points, labels, rng, self.augment_config)
+        if soft is not None:
+            soft = image[..., max(channels, 1):].transpose(2, 0, 1)
+            image = image[..., :channels] if channels else image[..., 0]
+        if self.augment_config is not None:
+            image = augment_intensity(image, points, rng, self.augment_config)
         image = match_channels(image, self.in_chans)
         target = self.target_fn(points, labels, image.shape[:2], num_classes=self.num_classes)
+        if soft is not None:
+            target = (1 - self.soft_target_weight) * target + self.soft_target_weight * soft
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1),
                                                           dtype=np.float32)),
