@@ -36,7 +36,6 @@ def teachers_per_set(teachers: Mapping[str, str] | None, names: Sequence[str]) -
     return [teachers.get(name, teachers.get("*")) for name in names]
 
 
-@torch.no_grad()
 def teacher_maps(
     weights: str,
     samples: Sequence[Sample],
