@@ -45,7 +45,7 @@ from .complexity import count_macs, count_params
 from .data import AugmentConfig, PointDataset, Sample, collate, load_split, split_label
 from .data.batches import SizedCrops, sized_batches
 from .data.targets import gaussian_target
-from .teacher import teacher_maps, teachers_per_set
+from .teacher import teacher_targets, teachers_per_set
 from .train_logs import write_logs
 from .evaluate import (
     LocalizationSettings,
@@ -113,7 +113,8 @@ class TrainConfig:
             ``tuned_for=`` uses). Either way the score is the mean over sets of mean(F1@5, F1@10).
         teachers: distillation: weights (tag or folder) whose location maps of a set's training
             images are learned beside its points, by set name with ``"*"`` for the rest
-            (:mod:`liteunet.teacher`); ``teacher_weight`` is the maps' share of each target.
+            (:mod:`liteunet.teacher`); ``teacher_weight`` is the maps' share of each target;
+            ``teacher_targets`` ``"points"`` teaches the teacher's peaks drawn as Gaussians instead.
     """
 
     model: str = "lite_unet"
@@ -143,6 +144,7 @@ class TrainConfig:
     checkpoint_by: str = "shared"
     teachers: dict[str, str] | None = None
     teacher_weight: float = 0.5
+    teacher_targets: str = "maps"
     max_steps: int | None = None
     time_limit_min: float | None = None
     seed: int = 0
@@ -350,10 +352,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
             # cue the model ties to the small data sets (seen with ADI's 150x150 images).
             pad_mode="symmetric",
             normalize=cfg.normalize,
-            soft_targets=teacher_maps(teacher, set_samples, cfg.num_classes, device, amp_dtype) if teacher else None,
+            soft_targets=teacher_targets(
+                cfg.teacher_targets, teacher, set_samples, name, functools.partial(gaussian_target, sigma=sigma),
+                cfg.num_classes, device, amp_dtype,
+            ) if teacher else None,
             soft_target_weight=cfg.teacher_weight,
         )
-        for set_samples, sigma, teacher in zip(samples, sigmas, teachers)
+        for name, set_samples, sigma, teacher in zip(cfg.datasets, samples, sigmas, teachers)
     ]
     val_names = list(cfg.val_datasets or cfg.datasets)
     val_sets = {split_label(n): load_split(n, "validation")[: cfg.val_max_images] for n in val_names}
@@ -530,7 +535,7 @@ def _validate(
             extra={"training": {
                 "datasets": [str(d) for d in cfg.datasets], "epoch": row["epoch"], "step": row["step"],
                 "sigma": dict(zip(map(str, cfg.datasets), _sigma_per_set(cfg.sigma, list(cfg.datasets)))),
-                **({"teachers": dict(cfg.teachers), "teacher_weight": cfg.teacher_weight} if cfg.teachers else {}),
+                **({"teachers": dict(cfg.teachers), "teacher_weight": cfg.teacher_weight, "teacher_targets": cfg.teacher_targets} if cfg.teachers else {}),
                 "minutes": row["minutes"], "preset": cfg.preset, "hardware": _hardware(device),
                 "params": count_params(model), "macs_512": count_macs(model, (cfg.in_chans, 512, 512)),
                 "validation": {k: v for k, v in result.items() if k.startswith("val/")},

@@ -108,6 +108,9 @@ def test_parser_choices_match_the_library():
     assert localize_cli.SINGLE_PASS_SIDE == tiling.SINGLE_PASS_SIDE
     assert bench_cli.FORMS == FORMS and bench_cli.THROUGHPUT_FORMS == THROUGHPUT_FORMS
     assert set(train_cli.PRESET_NAMES) == set(train.PRESETS) and train_cli.CHECKPOINT_CHOICES == train.CHECKPOINT_BY
+    from liteunet.teacher import TEACHER_TARGETS
+
+    assert train_cli.TEACHER_TARGET_CHOICES == TEACHER_TARGETS
     from liteunet.wsi import BACKENDS
 
     assert localize_cli.SLIDE_BACKENDS == BACKENDS

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import subprocess
@@ -385,6 +386,36 @@ def test_a_two_class_teacher_teaches_one_map_by_its_maximum(tmp_path):
     np.testing.assert_allclose(one[0], both[0].max(axis=0, keepdims=True))
     with pytest.raises(ValueError, match="gives 2 maps"):
         teacher_maps(two, samples, num_classes=3)
+
+
+def test_teacher_points_are_its_peaks_at_its_stored_settings_drawn_as_targets(tmp_path):
+    """--teacher-targets points: the teacher's peaks (its threshold, or the one tuned for the set) as Gaussians."""
+    from liteunet.points import find_peaks
+    from liteunet.teacher import teacher_maps, teacher_point_maps, teacher_targets
+
+    data = _make_folder(tmp_path / "data", n=2)
+    samples = load_split(str(data), "train")
+    teacher = _tiny_weights(tmp_path / "teacher", num_classes=1)
+    maps = teacher_maps(str(teacher), samples)
+    threshold = float(np.quantile(maps[0], 0.95))
+    config = json.loads((teacher / "config.json").read_text())
+    config["localization"].update(threshold=threshold, min_distance=2, tuned_for={"other": {"threshold": 2.0, "min_distance": 2}})
+    (teacher / "config.json").write_text(json.dumps(config))
+    draw = functools.partial(gaussian_target, sigma=3.0)
+    drawn = teacher_point_maps(str(teacher), samples, "mine", draw)
+    for teacher_map, got in zip(maps, drawn):
+        peaks = find_peaks(teacher_map, min_distance=2, threshold=threshold)
+        np.testing.assert_allclose(got, draw(peaks.xy, None, (64, 64)), atol=1e-6)
+    assert len(find_peaks(maps[0], min_distance=2, threshold=threshold)) and drawn[0].max() == pytest.approx(1.0)
+    # The set's own settings win: no teacher peak reaches 2.0.
+    assert all(m.max() == 0 for m in teacher_point_maps(str(teacher), samples, "other", draw))
+    np.testing.assert_allclose(teacher_targets("points", str(teacher), samples, "mine", draw)[1], drawn[1])
+    with pytest.raises(ValueError, match="'maps', 'points'"):
+        teacher_targets("peaks", str(teacher), samples)
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    args = parser.parse_args([str(data), "--teacher", str(teacher), "--teacher-targets", "points"])
+    assert config_from_args(args).teacher_targets == "points"
 
 
 def test_time_limit_stops_at_an_epoch_end_so_resume_skips_nothing(tmp_path):

@@ -11,6 +11,7 @@ from typing import Any
 #: (tests/test_cli.py checks they match).
 PRESET_NAMES = ("cpu", "paper")
 CHECKPOINT_CHOICES = ("shared", "per-dataset")
+TEACHER_TARGET_CHOICES = ("maps", "points")  # liteunet.teacher.TEACHER_TARGETS
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -60,6 +61,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         help="distillation: learn these weights' location maps of a set's training images beside its points (e.g. crc=weights/lite_unet.crc); without SET=, of every set",
     )
     parser.add_argument("--teacher-weight", type=float, help="the teacher maps' share of each target, 0-1 (default 0.5)")
+    parser.add_argument(
+        "--teacher-targets", choices=TEACHER_TARGET_CHOICES,
+        help="'maps' (default): learn the teacher's maps; 'points': its peaks at its own stored settings, drawn as Gaussians of height 1",
+    )
     parser.add_argument("--model-args", type=json.loads, default={}, help="extra model arguments as JSON, e.g. '{\"theta\": 0.4}'")
     parser.add_argument("--num-classes", type=int, default=1)
     parser.add_argument("--in-chans", type=int, default=3)
