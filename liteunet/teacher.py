@@ -9,7 +9,7 @@ training image, computed once here, at native scale with the teacher's own input
 
 Maps carry the teacher's confidence: ``lite_unet.crc`` peaks low (its threshold is 0.15) and
 ``lite_unet.ki67`` high (0.3), and a student taught both inherits thresholds that disagree.
-``--teacher-targets points`` teaches the teacher's *points* instead (:func:`teacher_point_maps`:
+``--teacher-targets points`` teaches the teacher's *points* instead (:func:`teacher_targets`:
 its peaks at its own stored settings, drawn as Gaussians of height 1), the same height on
 every set.
 """
@@ -28,7 +28,7 @@ from .models import load_model
 from .points import find_peaks
 from .pretrained.settings import load_localization_settings, resolve_settings
 
-__all__ = ["TEACHER_TARGETS", "teacher_maps", "teacher_point_maps", "teacher_targets", "teachers_per_set"]
+__all__ = ["TEACHER_TARGETS", "teacher_maps", "teacher_targets", "teachers_per_set"]
 
 #: What a student learns from its teacher: the teacher's maps or its points.
 TEACHER_TARGETS = ("maps", "points")
@@ -82,61 +82,46 @@ def teacher_maps(
     return out
 
 
-def teacher_point_maps(
+
+def teacher_targets(
     weights: str,
     samples: Sequence[Sample],
+    kind: str = "maps",
     set_name: str | None = None,
     target_fn: TargetFn = gaussian_target,
     num_classes: int = 1,
     device: str | torch.device = "cpu",
     amp_dtype: torch.dtype | None = None,
 ) -> list[np.ndarray]:
-    """The teacher's points of every sample, drawn as a target map (pseudo-labels).
+    """What a student learns from its teacher on one set: its maps, or its points drawn as a map.
 
-    The teacher's map (:func:`teacher_maps`) is reduced to its peaks with the threshold and
-    minimum distance the teacher stores, those tuned for ``set_name`` when it stores them (a
-    generalist teacher's ``tuned_for``), and the peaks are drawn with ``target_fn``, as the
-    annotated points are: each cell the teacher finds reaches 1, however sure the teacher was.
+    ``kind="maps"`` gives :func:`teacher_maps`. ``kind="points"`` reduces each map to its peaks
+    with the threshold and minimum distance the teacher stores, those tuned for ``set_name``
+    when it stores them (a generalist teacher's ``tuned_for``), and draws them with
+    ``target_fn`` as the annotated points are drawn: every cell the teacher finds reaches 1,
+    however sure the teacher was (pseudo-labels).
 
     Args:
-        weights: the teacher, anything :func:`liteunet.load_model` takes.
+        weights: the teacher, a tag or weights folder.
         samples: the training images.
+        kind: ``"maps"`` or ``"points"`` (:data:`TEACHER_TARGETS`).
         set_name: the data set the samples come from, to pick the teacher's settings for it.
         target_fn: draws points as a map (the set's own ``sigma`` bound).
-        num_classes: maps the student learns (one: every point in map 0; else the teacher's
-            labels).
-        device, amp_dtype: where and in which precision the teacher runs.
+        num_classes, device, amp_dtype: as for :func:`teacher_maps`.
 
     Returns:
         One float32 array :math:`(num\\_classes, H, W)` per sample, values in [0, 1].
     """
-    model = load_model(weights).to(device)
-    stored = load_localization_settings(model)
-    chosen = resolve_settings(stored, tuned_for=set_name if set_name in (stored.get("tuned_for") or {}) else None)
-    maps = predict_maps(model, samples, device=device, amp_dtype=amp_dtype, progress=False)
-    out = []
-    for sample, teacher in zip(samples, maps):
-        if num_classes != 1 and teacher.shape[0] != num_classes:
-            raise ValueError(f"teacher {weights} gives {teacher.shape[0]} maps for "
-                             f"{sample.image_path}; the model learns {num_classes}")
-        peaks = find_peaks(teacher, min_distance=int(chosen["min_distance"]), threshold=float(chosen["threshold"]))
-        out.append(target_fn(peaks.xy, peaks.labels, tuple(teacher.shape[-2:]), num_classes).astype(np.float32))
-    return out
-
-
-def teacher_targets(
-    kind: str,
-    weights: str,
-    samples: Sequence[Sample],
-    set_name: str | None = None,
-    target_fn: TargetFn = gaussian_target,
-    num_classes: int = 1,
-    device: str | torch.device = "cpu",
-    amp_dtype: torch.dtype | None = None,
-) -> list[np.ndarray]:
-    """:func:`teacher_maps` (``kind="maps"``) or :func:`teacher_point_maps` (``"points"``)."""
+    if kind not in TEACHER_TARGETS:
+        raise ValueError(f"teacher targets must be one of {', '.join(map(repr, TEACHER_TARGETS))}, got {kind!r}")
+    maps = teacher_maps(weights, samples, num_classes, device, amp_dtype)
     if kind == "maps":
-        return teacher_maps(weights, samples, num_classes, device, amp_dtype)
-    if kind == "points":
-        return teacher_point_maps(weights, samples, set_name, target_fn, num_classes, device, amp_dtype)
-    raise ValueError(f"teacher targets must be one of {', '.join(map(repr, TEACHER_TARGETS))}, got {kind!r}")
+        return maps
+    stored = load_localization_settings(weights)
+    chosen = resolve_settings(stored, tuned_for=set_name if set_name in (stored.get("tuned_for") or {}) else None)
+    threshold, min_distance = float(chosen["threshold"]), int(chosen["min_distance"])
+    drawn = []
+    for teacher in maps:
+        peaks = find_peaks(teacher, min_distance=min_distance, threshold=threshold)
+        drawn.append(target_fn(peaks.xy, peaks.labels, tuple(teacher.shape[-2:]), num_classes).astype(np.float32))
+    return drawn

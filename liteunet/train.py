@@ -353,7 +353,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             pad_mode="symmetric",
             normalize=cfg.normalize,
             soft_targets=teacher_targets(
-                cfg.teacher_targets, teacher, set_samples, name, functools.partial(gaussian_target, sigma=sigma),
+                teacher, set_samples, cfg.teacher_targets, name, functools.partial(gaussian_target, sigma=sigma),
                 cfg.num_classes, device, amp_dtype,
             ) if teacher else None,
             soft_target_weight=cfg.teacher_weight,

@@ -391,7 +391,7 @@ def test_a_two_class_teacher_teaches_one_map_by_its_maximum(tmp_path):
 def test_teacher_points_are_its_peaks_at_its_stored_settings_drawn_as_targets(tmp_path):
     """--teacher-targets points: the teacher's peaks (its threshold, or the one tuned for the set) as Gaussians."""
     from liteunet.points import find_peaks
-    from liteunet.teacher import teacher_maps, teacher_point_maps, teacher_targets
+    from liteunet.teacher import teacher_maps, teacher_targets
 
     data = _make_folder(tmp_path / "data", n=2)
     samples = load_split(str(data), "train")
@@ -402,16 +402,16 @@ def test_teacher_points_are_its_peaks_at_its_stored_settings_drawn_as_targets(tm
     config["localization"].update(threshold=threshold, min_distance=2, tuned_for={"other": {"threshold": 2.0, "min_distance": 2}})
     (teacher / "config.json").write_text(json.dumps(config))
     draw = functools.partial(gaussian_target, sigma=3.0)
-    drawn = teacher_point_maps(str(teacher), samples, "mine", draw)
+    drawn = teacher_targets(str(teacher), samples, "points", "mine", draw)
     for teacher_map, got in zip(maps, drawn):
         peaks = find_peaks(teacher_map, min_distance=2, threshold=threshold)
         np.testing.assert_allclose(got, draw(peaks.xy, None, (64, 64)), atol=1e-6)
     assert len(find_peaks(maps[0], min_distance=2, threshold=threshold)) and drawn[0].max() == pytest.approx(1.0)
     # The set's own settings win: no teacher peak reaches 2.0.
-    assert all(m.max() == 0 for m in teacher_point_maps(str(teacher), samples, "other", draw))
-    np.testing.assert_allclose(teacher_targets("points", str(teacher), samples, "mine", draw)[1], drawn[1])
+    assert all(m.max() == 0 for m in teacher_targets(str(teacher), samples, "points", "other", draw))
+    np.testing.assert_allclose(teacher_targets(str(teacher), samples, "maps")[1], maps[1])
     with pytest.raises(ValueError, match="'maps', 'points'"):
-        teacher_targets("peaks", str(teacher), samples)
+        teacher_targets(str(teacher), samples, "peaks")
     parser = argparse.ArgumentParser()
     add_train_arguments(parser)
     args = parser.parse_args([str(data), "--teacher", str(teacher), "--teacher-targets", "points"])
