@@ -82,7 +82,6 @@ def teacher_maps(
     return out
 
 
-
 def teacher_targets(
     weights: str,
     samples: Sequence[Sample],

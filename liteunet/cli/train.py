@@ -60,7 +60,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         "--teacher", nargs="+", type=_teacher_argument, dest="teachers", metavar="[SET=]WEIGHTS",
         help="distillation: learn these weights' location maps of a set's training images beside its points (e.g. crc=weights/lite_unet.crc); without SET=, of every set",
     )
-    parser.add_argument("--teacher-weight", type=float, help="the teacher maps' share of each target, 0-1 (default 0.5)")
+    parser.add_argument("--teacher-weight", type=float, help="the teacher's share of each target (its maps or its points), 0-1 (default 0.5)")
     parser.add_argument(
         "--teacher-targets", choices=TEACHER_TARGET_CHOICES,
         help="'maps' (default): learn the teacher's maps; 'points': its peaks at its own stored settings, drawn as Gaussians of height 1",
