@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .data import Sample
+from .data.per_set import values_per_set
 from .data.targets import TargetFn, gaussian_target
 from .evaluate import predict_maps
 from .models import load_model
@@ -41,11 +42,7 @@ def teachers_per_set(teachers: Mapping[str, str] | None, names: Sequence[str]) -
         >>> teachers_per_set({"crc": "weights/lite_unet.crc"}, ["crc", "mbm"])
         ['weights/lite_unet.crc', None]
     """
-    teachers = dict(teachers or {})
-    unknown = set(teachers) - set(names) - {"*"}
-    if unknown:
-        raise ValueError(f"teacher names {sorted(unknown)}, which are not among the training sets {list(names)}")
-    return [teachers.get(name, teachers.get("*")) for name in names]
+    return values_per_set(dict(teachers or {}), names, "teacher")
 
 
 def teacher_maps(

@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import timm
@@ -44,6 +44,7 @@ from .models import create_model, load_model
 from .complexity import count_macs, count_params
 from .data import AugmentConfig, PointDataset, Sample, collate, load_split, split_label
 from .data.batches import SizedCrops, sized_batches
+from .data.per_set import values_per_set
 from .data.targets import gaussian_target
 from .teacher import teacher_targets, teachers_per_set
 from .train_logs import write_logs
@@ -101,7 +102,9 @@ class TrainConfig:
         val_max_images: validate on at most this many images per data set.
         augment: ``paper``, ``full``, ``generalist`` (scale, stain and modality changes for
             weights meant for any lab), ``generalist-ihc`` (and bright-field crops re-stained as
-            nuclear IHC) or ``none``.
+            nuclear IHC) or ``none``; a dict maps data set names to their own, with key ``"*"``
+            for the rest (else the preset's), e.g. milder changes for a set whose annotations
+            depend on colour.
         scale_range, scale_prob: replace the augmentation's random zoom (smallest and largest
             factor, and the share of crops zoomed); ``None`` keeps the preset's.
         normalize: input scaling, ``auto`` (8-bit / 255, others percentiles) or ``percentile``
@@ -130,7 +133,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: str | None = None
     amp: str | None = None
-    augment: str | None = None
+    augment: str | dict[str, str] | None = None
     scale_range: tuple[float, float] | None = None
     scale_prob: float | None = None
     normalize: str = "auto"
@@ -173,26 +176,28 @@ class TrainConfig:
 
 def _crops_per_set(samples: int | dict[str, int] | None, names: list[str], sizes: list[int]) -> list[int]:
     """Crops drawn from each training set per epoch: one count for all, or per name with ``*`` as default."""
-    if not isinstance(samples, dict):
-        return [samples or size for size in sizes]
-    unknown = set(samples) - set(names) - {"*"}
-    if unknown:
-        raise ValueError(f"samples_per_epoch names {sorted(unknown)}, which are not among the training sets {names}")
-    return [samples.get(name, samples.get("*")) or size for name, size in zip(names, sizes)]
+    counts = values_per_set(samples, names, "samples_per_epoch")
+    return [count or size for count, size in zip(counts, sizes)]
 
 
 def _sigma_per_set(sigma: float | dict[str, float], names: list[str]) -> list[float]:
     """Target width of each training set: one width for all, or per name with ``*`` (else 2 px) for the rest."""
-    if isinstance(sigma, dict):
-        unknown = set(sigma) - set(names) - {"*"}
-        if unknown:
-            raise ValueError(f"sigma names {sorted(unknown)}, which are not among the training sets {names}")
-        widths = [float(sigma.get(name, sigma.get("*", 2.0))) for name in names]
-    else:
-        widths = [float(sigma)] * len(names)
+    widths = [float(width) for width in values_per_set(sigma, names, "sigma", default=2.0)]
     if not all(w > 0 for w in widths):  # `not >` also catches NaN
         raise ValueError(f"sigma must be a positive width in pixels for every set, got {sigma}")
     return widths
+
+
+def _augment_per_set(cfg: TrainConfig) -> list[AugmentConfig | Literal[False]]:
+    """Each training set's augmentation: one preset for all, or per name with ``*`` (else the
+    recipe's preset) for the rest; ``scale_range`` / ``scale_prob`` apply to every set that augments."""
+    names = values_per_set(cfg.augment, list(cfg.datasets), "augment", default=PRESETS[cfg.preset]["augment"])
+    by_set = isinstance(cfg.augment, dict)
+    return [
+        AugmentConfig.preset(name, *((None, None) if by_set and name == "none" else (cfg.scale_range, cfg.scale_prob)))
+        or False
+        for name in names
+    ]
 
 
 def _stored_sigma(sigma: float | dict[str, float]) -> float:
@@ -338,12 +343,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     sigmas = _sigma_per_set(cfg.sigma, list(cfg.datasets))
     teachers = teachers_per_set(cfg.teachers, list(cfg.datasets))
+    augments = _augment_per_set(cfg)
     samples = [load_split(name, "train") for name in cfg.datasets]
     train_sets = [
         PointDataset(
             set_samples,
             crop_size=cfg.crop_size,
-            augment=AugmentConfig.preset(cfg.augment, cfg.scale_range, cfg.scale_prob) or False,
+            augment=augment,
             target_fn=functools.partial(gaussian_target, sigma=sigma),
             num_classes=cfg.num_classes,
             in_chans=cfg.in_chans,
@@ -358,7 +364,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             ) if teacher else None,
             soft_target_weight=cfg.teacher_weight,
         )
-        for name, set_samples, sigma, teacher in zip(cfg.datasets, samples, sigmas, teachers)
+        for name, set_samples, sigma, teacher, augment in zip(cfg.datasets, samples, sigmas, teachers, augments)
     ]
     val_names = list(cfg.val_datasets or cfg.datasets)
     val_sets = {split_label(n): load_split(n, "validation")[: cfg.val_max_images] for n in val_names}

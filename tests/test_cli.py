@@ -111,6 +111,9 @@ def test_parser_choices_match_the_library():
     from liteunet.teacher import TEACHER_TARGETS
 
     assert train_cli.TEACHER_TARGET_CHOICES == TEACHER_TARGETS
+    from liteunet.data.augment import AUGMENT_PRESETS
+
+    assert train_cli.AUGMENT_CHOICES == AUGMENT_PRESETS
     from liteunet.wsi import BACKENDS
 
     assert localize_cli.SLIDE_BACKENDS == BACKENDS

@@ -158,6 +158,41 @@ def test_scale_options_replace_the_augmentations_zoom(tmp_path, monkeypatch):
     assert (seen[0].scale_range, seen[0].scale_prob, seen[0].stain) == ((0.8, 1.25), 0.4, 0.08)
 
 
+def test_each_training_set_gets_its_own_augmentation(tmp_path, monkeypatch):
+    import liteunet.train as training
+    from liteunet.data import AugmentConfig
+    from liteunet.data.augment import AUGMENT_PRESETS
+
+    assert all(AugmentConfig.preset(name) is not None or name == "none" for name in AUGMENT_PRESETS)
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    assert config_from_args(parser.parse_args(["crc", "--augment", "generalist"])).augment == "generalist"
+    cfg = config_from_args(parser.parse_args(["crc", "bcdata", "--augment", "generalist", "bcdata=full"]))
+    assert cfg.augment == {"*": "generalist", "bcdata": "full"}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["crc", "--augment", "crc=strong"])
+
+    seen = {}
+    real = training.PointDataset
+
+    def recording(samples, **kwargs):
+        seen[Path(samples[0].image_path).parent.name] = kwargs["augment"]
+        return real(samples, **kwargs)
+
+    monkeypatch.setattr(training, "PointDataset", recording)
+    a, b, c = (_make_folder(tmp_path / name, n=3) for name in ("a", "b", "c"))
+    train(TrainConfig(datasets=[str(a), str(b), str(c)], out_dir=str(tmp_path / "run"), epochs=1, batch_size=2,
+                      crop_size=32, model_args=TINY, samples_per_epoch=2, augment={str(b): "full", str(c): "none"},
+                      scale_range=(0.8, 1.25), scale_prob=0.4, progress=False))
+    # a set not named gets the preset's ("cpu": full); the zoom options reach every set that augments
+    zoomed_full = AugmentConfig.preset("full", scale_range=(0.8, 1.25), scale_prob=0.4)
+    assert seen == {"a": zoomed_full, "b": zoomed_full, "c": False}
+    with pytest.raises(ValueError, match="'mbm'"):
+        training._augment_per_set(TrainConfig(datasets=["crc"], augment={"mbm": "full"}))
+    with pytest.raises(ValueError, match="unknown augment 'strong'"):
+        training._augment_per_set(TrainConfig(datasets=["crc"], augment={"crc": "strong"}))
+
+
 def test_each_training_set_gets_targets_of_its_own_width(tmp_path, monkeypatch):
     import liteunet.train as training
 

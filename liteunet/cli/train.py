@@ -12,6 +12,7 @@ from typing import Any
 PRESET_NAMES = ("cpu", "paper")
 CHECKPOINT_CHOICES = ("shared", "per-dataset")
 TEACHER_TARGET_CHOICES = ("maps", "points")  # liteunet.teacher.TEACHER_TARGETS
+AUGMENT_CHOICES = ("paper", "full", "generalist", "generalist-ihc", "none")  # liteunet.data.augment.AUGMENT_PRESETS
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -48,7 +49,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--lr", type=float)
     parser.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"], help="autocast dtype (default from the preset; 'auto': bf16 on CUDA and on CPUs with native bf16, else off)")
-    parser.add_argument("--augment", choices=["paper", "full", "generalist", "generalist-ihc", "none"], help="'generalist': + scale 0.5x-2x, HED stain, grey, blur, noise, JPEG; 'generalist-ihc': + a quarter of bright-field crops re-stained as nuclear IHC (default from the preset)")
+    parser.add_argument(
+        "--augment", nargs="+", type=_augment_argument, metavar="NAME|SET=NAME",
+        help=f"one of {', '.join(AUGMENT_CHOICES)}. 'generalist': + scale 0.5x-2x, HED stain, grey, blur, noise, JPEG; "
+        "'generalist-ihc': + a quarter of bright-field crops re-stained as nuclear IHC (default from the preset); "
+        "SET=NAME sets one data set's (e.g. generalist bcdata=full)",
+    )
     parser.add_argument("--scale-range", type=float, nargs=2, metavar=("LO", "HI"), help="random zoom of the training crops, smallest and largest factor (default from --augment; generalist: 0.5 2)")
     parser.add_argument("--scale-prob", type=float, metavar="P", help="share of training crops zoomed (default from --augment; generalist: 0.7)")
     parser.add_argument("--normalize", choices=["auto", "percentile"], default="auto", help="input scaling: 'auto' (8-bit / 255, others percentiles) or 'percentile' (per-image percentiles for every bit depth); stored with the weights")
@@ -104,6 +110,15 @@ _sigma_argument = _per_set_argument(float, "S or SET=S (pixels)")
 _teacher_argument = _per_set_argument(str, "WEIGHTS or SET=WEIGHTS")
 
 
+def _augment_name(text: str) -> str:
+    if text not in AUGMENT_CHOICES:
+        raise ValueError(text)
+    return text
+
+
+_augment_argument = _per_set_argument(_augment_name, f"NAME or SET=NAME, NAME one of {', '.join(AUGMENT_CHOICES)}")
+
+
 def _per_set(pairs: list[tuple[str, Any]]) -> Any:
     """``[("*", 2)]`` -> ``2``; anything naming a set -> a dict with ``*`` for the rest."""
     values = dict(pairs)
@@ -115,7 +130,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     from ..train import TrainConfig
 
     names = {f.name for f in fields(TrainConfig)}
-    for key in ("samples_per_epoch", "sigma"):
+    for key in ("samples_per_epoch", "sigma", "augment"):
         if getattr(args, key):
             setattr(args, key, _per_set(getattr(args, key)))
     if args.teachers:

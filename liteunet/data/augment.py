@@ -24,6 +24,7 @@ from .augment_ihc import restain_as_ihc
 from .augment_modality import gaussian_blur, gaussian_noise, jpeg_artefacts, to_grey
 
 __all__ = [
+    "AUGMENT_PRESETS",
     "AugmentConfig",
     "hflip",
     "vflip",
@@ -301,6 +302,10 @@ def center_crop(
     img_h, img_w = image.shape[:2]
     return crop(image, points, labels, (img_h - height) // 2, (img_w - width) // 2,
                 height, width, pad_mode=pad_mode)
+
+
+#: The names :meth:`AugmentConfig.preset` takes (``liteunet train --augment``).
+AUGMENT_PRESETS = ("paper", "full", "generalist", "generalist-ihc", "none")
 
 
 @dataclass(frozen=True)
