@@ -192,12 +192,9 @@ def _augment_per_set(cfg: TrainConfig) -> list[AugmentConfig | Literal[False]]:
     """Each training set's augmentation: one preset for all, or per name with ``*`` (else the
     recipe's preset) for the rest; ``scale_range`` / ``scale_prob`` apply to every set that augments."""
     names = values_per_set(cfg.augment, list(cfg.datasets), "augment", default=PRESETS[cfg.preset]["augment"])
-    by_set = isinstance(cfg.augment, dict)
-    return [
-        AugmentConfig.preset(name, *((None, None) if by_set and name == "none" else (cfg.scale_range, cfg.scale_prob)))
-        or False
-        for name in names
-    ]
+    if not isinstance(cfg.augment, dict):  # one preset for all: 'none' with a zoom is refused by preset()
+        return [AugmentConfig.preset(names[0], cfg.scale_range, cfg.scale_prob) or False] * len(names)
+    return [False if name == "none" else AugmentConfig.preset(name, cfg.scale_range, cfg.scale_prob) for name in names]
 
 
 def _stored_sigma(sigma: float | dict[str, float]) -> float:

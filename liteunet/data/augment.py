@@ -384,7 +384,7 @@ class AugmentConfig:
                 raise ValueError("augment 'none' cannot take a scale_range or scale_prob")
             return None
         if name not in presets:
-            raise ValueError(f"unknown augment {name!r}; use {', '.join(presets)} or none")
+            raise ValueError(f"unknown augment {name!r}; use one of {', '.join(AUGMENT_PRESETS)}")
         return replace(presets[name](), **{k: tuple(v) if k == "scale_range" else v for k, v in zoom.items()})
 
     @classmethod
