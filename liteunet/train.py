@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 from .inference import cpu_has_native_bf16
 from .models import create_model, load_model
+from .pretrained import load_localization_settings
 from .complexity import count_macs, count_params
 from .data import AugmentConfig, PointDataset, Sample, collate, load_split, split_label
 from .data.batches import SizedCrops, sized_batches
@@ -109,7 +110,8 @@ class TrainConfig:
             factor, and the share of crops zoomed); ``None`` keeps the preset's.
         normalize: input scaling, ``auto`` (8-bit / 255, others percentiles) or ``percentile``
             (per-image percentiles whatever the bit depth, as StarDist and Cellpose); stored with
-            the weights so inference scales the same way.
+            the weights so inference scales the same way. ``None``: the ``pretrained`` weights'
+            own (``lite_unet.generalist`` stores ``percentile``), else ``auto``.
         checkpoint_by: how ``best/`` is chosen when several sets are validated: ``shared``
             scores every set with the one setting chosen for all of them (what ``localize()``
             uses by default); ``per-dataset`` scores each set with its own best setting (what
@@ -136,7 +138,7 @@ class TrainConfig:
     augment: str | dict[str, str] | None = None
     scale_range: tuple[float, float] | None = None
     scale_prob: float | None = None
-    normalize: str = "auto"
+    normalize: str | None = None
     sigma: float | dict[str, float] = 2.0
     num_classes: int = 1
     in_chans: int = 3
@@ -168,6 +170,10 @@ class TrainConfig:
         for key, value in PRESETS[self.preset].items():
             if values.get(key) is None:
                 values[key] = value
+        if values["normalize"] is None:
+            # Fine-tuning keeps the input scaling the weights learned with.
+            stored = load_localization_settings(self.pretrained) if self.pretrained else {}
+            values["normalize"] = stored.get("normalize", "auto")
         return TrainConfig(**values)
 
 

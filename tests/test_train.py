@@ -379,6 +379,22 @@ def _tiny_weights(folder: Path, num_classes: int) -> Path:
     return save_weights(model, folder, LocalizationSettings(), dict(TINY, num_classes=num_classes, in_chans=3))
 
 
+def test_fine_tuning_keeps_the_input_scaling_the_weights_learned_with(tmp_path):
+    folder = _tiny_weights(tmp_path / "w", 1)
+    config = json.loads((folder / "config.json").read_text())
+    config["localization"]["normalize"] = "percentile"
+    (folder / "config.json").write_text(json.dumps(config))
+    assert TrainConfig(pretrained=str(folder)).resolved().normalize == "percentile"
+    assert TrainConfig(pretrained=str(folder), normalize="auto").resolved().normalize == "auto"  # asked for wins
+    assert TrainConfig().resolved().normalize == "auto"  # from scratch
+    # the zoo's tags: the default stores percentiles, multi does not
+    assert TrainConfig(pretrained="lite_unet.generalist").resolved().normalize == "percentile"
+    assert TrainConfig(pretrained="lite_unet.multi").resolved().normalize == "auto"
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    assert config_from_args(parser.parse_args(["data", "--pretrained", str(folder)])).resolved().normalize == "percentile"
+
+
 def test_teacher_maps_are_learned_beside_the_points(tmp_path, monkeypatch):
     """--teacher: the teacher's maps of the training images reach the targets, mixed by weight."""
     import liteunet.data.torch_dataset as torch_dataset
