@@ -11,7 +11,7 @@ from liteunet import localize
 from liteunet.data import read_image
 from liteunet.samples import sample_path
 o = read_image(sample_path()); d = (o // 256).astype(np.uint8)
-for model, norm in (("lite_unet.multi", None), ("lite_unet.multi", "percentile"), ("weights/candidates/generalist_c6", None)):
+for model, norm in (("lite_unet.multi", None), ("lite_unet.multi", "percentile"), ("lite_unet.generalist", None)):
     a, b = localize([o, d], model, normalize=norm, progress=False)
     D = cdist(a.xy, b.xy); r, c = linear_sum_assignment(D)
     print(model, norm, "16-bit", len(a.xy), "dim 8-bit", len(b.xy), "matched within 3 px", int((D[r, c] <= 3).sum()))

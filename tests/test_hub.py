@@ -81,6 +81,7 @@ def folders(tmp_path_factory) -> dict[str, Path]:
         ("crc2", "lite_unet.crc", 2),
         ("ki67", "lite_unet.ki67", 3),
         ("multi", "lite_unet.multi", 4),
+        ("generalist", "lite_unet.generalist", 7),
     ]:
         out[key] = _save(_seeded(name, seed), root / key, localization=LOCALIZATION)
     out["ghost"] = _save(_seeded("lite_unet_ghost_cbam", 5), root / "ghost")
@@ -141,14 +142,14 @@ def _publish(
 
 def test_each_tag_names_its_pinned_hub_repository():
     tags = liteunet.list_models("lite_unet*", pretrained=True)
-    assert set(tags) == {"lite_unet.multi", "lite_unet.crc", "lite_unet.ki67"}
+    assert set(tags) == {"lite_unet.generalist", "lite_unet.multi", "lite_unet.crc", "lite_unet.ki67"}
     for name in tags:
         cfg = timm.models.get_pretrained_cfg(name)
         assert cfg.hf_hub_id == f"liteunet/{name}@{REVISION}"
         assert cfg.hf_hub_filename == "model.safetensors"
-    assert _bundled.BUNDLED_TAGS == ("lite_unet.multi", "lite_unet.crc", "lite_unet.ki67")
+    assert _bundled.BUNDLED_TAGS == ("lite_unet.generalist", "lite_unet.multi", "lite_unet.crc", "lite_unet.ki67")
     # The default tag is the bundled one.
-    assert timm.models.get_pretrained_cfg("lite_unet").tag == "multi"
+    assert timm.models.get_pretrained_cfg("lite_unet").tag == "generalist"
 
 
 # --- Hub, cache, offline ----------------------------------------------------------------------
@@ -291,16 +292,16 @@ def test_corrupt_cached_copy_is_downloaded_again(fake_hub, folders):
 def test_bundled_default_weights_when_the_hub_fails(
     fake_hub, folders, isolated, monkeypatch, caplog
 ):
-    shutil.copytree(folders["multi"], isolated / "bundled" / "lite_unet.multi")
-    fake_hub.fault("liteunet/lite_unet.multi", "*", "500")
+    shutil.copytree(folders["generalist"], isolated / "bundled" / "lite_unet.generalist")
+    fake_hub.fault("liteunet/lite_unet.generalist", "*", "500")
     monkeypatch.setattr("liteunet.pretrained.resolve._ANNOUNCED", set())
     with caplog.at_level(logging.INFO, logger="liteunet.pretrained"):
         model = liteunet.create_model("lite_unet", pretrained=True)
         again = liteunet.create_model("lite_unet", pretrained=True)
-    assert _digest(model) == _digest(_seeded("lite_unet.multi", 4)) == _digest(again)
+    assert _digest(model) == _digest(_seeded("lite_unet.generalist", 7)) == _digest(again)
     lines = [r for r in caplog.records if "bundled" in r.getMessage()]
     # Said once per process, at INFO: the bundled copy is the weights that were asked for.
-    assert len(lines) == 1 and "'lite_unet.multi' weights bundled with liteunet" in lines[0].getMessage()
+    assert len(lines) == 1 and "'lite_unet.generalist' weights bundled with liteunet" in lines[0].getMessage()
     assert lines[0].levelno == logging.INFO and "\n" not in lines[0].getMessage()
     # Only for the registered default: not for another repository or revision of it.
     with pytest.raises(
@@ -308,7 +309,7 @@ def test_bundled_default_weights_when_the_hub_fails(
     ):
         liteunet.create_model("lite_unet", pretrained=True, revision="v9")
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    assert _digest(timm.create_model("lite_unet.multi", pretrained=True)) == _digest(model)
+    assert _digest(timm.create_model("lite_unet.generalist", pretrained=True)) == _digest(model)
 
 
 def test_source_checkout_finds_top_level_weights(tmp_path, monkeypatch):
@@ -592,9 +593,9 @@ def test_wheel_carries_default_weights_and_loads_them_offline(folders, tmp_path)
     for name in ("setup.py", "setup.cfg", "pyproject.toml", "README.md", "MANIFEST.in", "LICENSE"):
         if (ROOT / name).exists():
             shutil.copy(ROOT / name, src / name)
-    shutil.copytree(folders["multi"], src / "weights" / "lite_unet.multi")
+    shutil.copytree(folders["generalist"], src / "weights" / "lite_unet.generalist")
     shutil.copytree(folders["crc"], src / "weights" / "lite_unet.crc")
-    # lite_unet.ki67 left out: the wheel is built with what weights/ holds
+    # lite_unet.multi and lite_unet.ki67 left out: the wheel is built with what weights/ holds
 
     dist = tmp_path / "dist"
     run = dict(capture_output=True, text=True, timeout=240)
@@ -609,12 +610,12 @@ def test_wheel_carries_default_weights_and_loads_them_offline(folders, tmp_path)
     bundled = sorted(n for n in names if "/_bundled_weights/" in n)
     assert bundled == [
         f"liteunet/_bundled_weights/{tag}/{f}"
-        for tag in ("lite_unet.crc", "lite_unet.multi")
+        for tag in ("lite_unet.crc", "lite_unet.generalist")
         for f in ("README.md", "config.json", "model.safetensors")
     ]
     with tarfile.open(sdist) as tar:
         in_sdist = [n for n in tar.getnames() if "/weights/" in n]
-    assert any(n.endswith("weights/lite_unet.multi/model.safetensors") for n in in_sdist)
+    assert any(n.endswith("weights/lite_unet.generalist/model.safetensors") for n in in_sdist)
     assert any(n.endswith("weights/lite_unet.crc/model.safetensors") for n in in_sdist)
     assert not any("lite_unet.ki67" in n for n in in_sdist)
 
@@ -626,7 +627,7 @@ def test_wheel_carries_default_weights_and_loads_them_offline(folders, tmp_path)
         "import hashlib, liteunet, timm, sys\n"
         f"assert liteunet.__file__.startswith({str(site)!r}), liteunet.__file__\n"
         "m = liteunet.create_model('lite_unet', pretrained=True)\n"
-        "t = timm.create_model('lite_unet.multi', pretrained=True)\n"
+        "t = timm.create_model('lite_unet.generalist', pretrained=True)\n"
         "h = lambda sd: hashlib.sha256(b''.join(k.encode() + sd[k].contiguous().numpy().tobytes() "
         "for k in sorted(sd))).hexdigest()\n"
         "assert h(m.state_dict()) == h(t.state_dict())\n"
@@ -643,7 +644,7 @@ def test_wheel_carries_default_weights_and_loads_them_offline(folders, tmp_path)
     )
     res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, **run)
     assert res.returncode == 0, res.stderr[-3000:]
-    expected = _seeded("lite_unet.multi", 4).state_dict()
+    expected = _seeded("lite_unet.generalist", 7).state_dict()
     digest = hashlib.sha256(
         b"".join(k.encode() + expected[k].contiguous().numpy().tobytes() for k in sorted(expected))
     )

@@ -51,13 +51,13 @@ def test_mismatched_cached_file_is_downloaded_again(fake_hub, folders, kwargs):
 def test_mismatched_cached_file_falls_back_to_the_bundled_copy(
     fake_hub, folders, isolated, monkeypatch
 ):
-    _publish(fake_hub, folders["multi"], tag="lite_unet.multi")
-    cached = _cached_weights()
+    _publish(fake_hub, folders["generalist"], tag="lite_unet.generalist")
+    cached = _cached_weights("lite_unet.generalist")
     _mismatched(cached, num_classes=2)
-    shutil.copytree(folders["multi"], isolated / "bundled" / "lite_unet.multi")
+    shutil.copytree(folders["generalist"], isolated / "bundled" / "lite_unet.generalist")
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     model = liteunet.create_model("lite_unet", pretrained=True)
-    assert _digest(model) == _digest(_seeded("lite_unet.multi", 4))
+    assert _digest(model) == _digest(_seeded("lite_unet.generalist", 7))
 
 
 def test_mismatched_cached_file_is_named_for_deletion(fake_hub, folders, monkeypatch):

@@ -32,7 +32,7 @@ def test_zoo_is_registered_in_timm():
     assert set(MODELS) <= set(timm.list_models())
     assert liteunet.list_models("lite_unet*") == ["lite_unet", "lite_unet_ghost_cbam", "lite_unet_ghost_cbam_ga"]
     tagged = timm.list_models("lite_unet*", include_tags=True)
-    assert {"lite_unet.multi", "lite_unet.crc", "lite_unet.ki67"} <= set(tagged)  # reserved weight tags
+    assert {"lite_unet.generalist", "lite_unet.multi", "lite_unet.crc", "lite_unet.ki67"} <= set(tagged)  # reserved weight tags
 
 
 def test_every_model_has_a_paper_size_target():

@@ -93,7 +93,7 @@ def test_widget_from_plugins_menu(viewer_widget):
     viewer, widget = viewer_widget
     assert isinstance(widget, _widget.LocalizeWidget)
     assert widget.image.value is viewer.layers["nuclei"]
-    assert widget.weights.value == "lite_unet.multi"
+    assert widget.weights.value == "lite_unet.generalist"
     assert set(liteunet.list_models(pretrained=True)) <= set(widget.weights.choices)
 
 

@@ -144,10 +144,15 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
 default_cfgs = generate_default_cfgs(
     {
         # Pretrained tags; their weights are trained on ../shared/datasets (see weights/), published
-        # on the Hub as liteunet/<tag> (hub_weights); lite_unet.multi also ships inside the wheel.
-        "lite_unet.multi*": _cfg(
+        # on the Hub as liteunet/<tag> (hub_weights); every tag also ships inside the wheel.
+        # The starred tag is the default of create_model("lite_unet", pretrained=True).
+        "lite_unet.generalist*": _cfg(
+            **hub_weights("lite_unet.generalist"),
+            description="the default: nuclei and cells in H&E, IHC, fluorescence and bright-field, all seven shared sets",
+        ),
+        "lite_unet.multi": _cfg(
             **hub_weights("lite_unet.multi"),
-            description="generalist: H&E nuclei, bone marrow, adipocytes, fluorescence nuclei and cells",
+            description="H&E nuclei, bone marrow, adipocytes, fluorescence nuclei and cells (the default before lite_unet.generalist)",
         ),
         "lite_unet.crc": _cfg(
             **hub_weights("lite_unet.crc"), description="H&E colorectal nuclei (CRCHistoPhenotypes)"

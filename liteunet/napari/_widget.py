@@ -33,7 +33,7 @@ from liteunet.pretrained import resolve_settings
 
 from . import _convert, _run
 
-DEFAULT_WEIGHTS = "lite_unet.multi"
+DEFAULT_WEIGHTS = "lite_unet.generalist"
 #: The weights choice that enables the file / folder field.
 OTHER_WEIGHTS = "file or folder..."
 SHARED = "(shared)"

@@ -12,7 +12,7 @@ torch may not be installed.
 Example:
     >>> from liteunet.pretrained.bundled import BUNDLED_TAGS, find_bundled
     >>> BUNDLED_TAGS
-    ('lite_unet.multi', 'lite_unet.crc', 'lite_unet.ki67')
+    ('lite_unet.generalist', 'lite_unet.multi', 'lite_unet.crc', 'lite_unet.ki67')
     >>> find_bundled("lite_unet.other") is None  # only the zoo's tags ship
     True
 """
@@ -33,7 +33,7 @@ __all__ = [
 
 # Every tag of the zoo ships (5 MB each), so each loads after `pip install` with no network;
 # the Hub, when it has them, still comes first.
-BUNDLED_TAGS: tuple[str, ...] = ("lite_unet.multi", "lite_unet.crc", "lite_unet.ki67")
+BUNDLED_TAGS: tuple[str, ...] = ("lite_unet.generalist", "lite_unet.multi", "lite_unet.crc", "lite_unet.ki67")
 # What a weights folder holds; the wheel carries exactly these files of each bundled tag.
 WEIGHTS_FILES: tuple[str, ...] = ("model.safetensors", "config.json", "README.md")
 # Folder inside the installed package that holds the bundled copies.
