@@ -108,7 +108,7 @@ def rethreshold(result: LocalizationResult, threshold: float) -> LocalizationRes
     return dataclasses.replace(
         result,
         xy=xy,
-        scores=peaks.scores.astype(np.float32),
+        scores=np.minimum(peaks.scores, 1.0).astype(np.float32),  # as localize: a peak may overshoot 1, a score may not
         labels=peaks.labels.astype(np.int64),
         settings={**result.settings, "threshold": float(threshold)},
     )
