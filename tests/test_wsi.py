@@ -151,6 +151,22 @@ def test_slide_points_equal_tiles_alone_and_40x_equals_20x(slides, tissue, tmp_p
     assert np.allclose(xy, pts["svs40"], atol=0.006)
 
 
+class BrightBlobs(DarkBlobs):
+    """DarkBlobs' map four times over: its peaks overshoot 1, as a trained model's may."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 4 * super().forward(x)
+
+
+def test_slide_scores_are_confidences_at_most_one_as_localize_gives_them(slides, tissue, tmp_path):
+    loc = Localizer(BrightBlobs(), device="cpu", progress=False, **SETTINGS)
+    assert localize_slide(slides["tif20"], tmp_path, loc, model_mpp=0.5)["status"] == "ok"
+    with open(tmp_path / "t20.csv", newline="") as f:
+        scores = np.array([float(r["score"]) for r in csv.DictReader(f)])
+    assert len(scores) > 100 and scores.max() == 1.0 and (scores == 1.0).sum() > 1
+    assert loc([tissue[0]])[0].scores.max() == 1.0
+
+
 def test_resume_after_kill_is_byte_identical(slides, tmp_path):
     whole = tmp_path / "whole"
     localize_slide(slides["svs40"], whole, localizer(tile_size=256, overlap=64), model_mpp=0.5)

@@ -454,7 +454,7 @@ def _write(stream: PointStream, pts: Points, scale: float, counts: dict, names: 
     xy, scores, labels = xy[order], scores[order], labels[order]
     # Model pixels back to level-0 pixels (pixel centres map to centres).
     xy0 = (xy + 0.5) / scale - 0.5
-    stream.append(xy0, scores, labels)
+    stream.append(xy0, np.minimum(scores, 1.0), labels)  # as localize: a peak may overshoot 1, a score may not
     for lab, n in zip(*np.unique(labels, return_counts=True)):
         counts[names[lab]] = counts.get(names[lab], 0) + int(n)
 
