@@ -24,7 +24,7 @@ from scipy.spatial import cKDTree
 
 from ._checks import check_int
 
-__all__ = ["PeakResult", "find_peaks", "keep_by_rank", "suppress_close_points"]
+__all__ = ["PeakResult", "find_peaks", "keep_by_rank", "peak_confidences", "suppress_close_points"]
 
 
 @dataclass
@@ -430,3 +430,17 @@ def suppress_close_points(
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
     return keep_by_rank(pairs, rank)
+
+
+def peak_confidences(scores: np.ndarray) -> np.ndarray:
+    """Peak heights as the scores users see: at most 1, float32.
+
+    The maps regress Gaussians of height 1 (MSE), so a peak may overshoot 1; a score is a
+    confidence. Applied where points leave the library (``localize``, slides, re-thresholding),
+    after ranking and suppression, which use the raw heights.
+
+    Example:
+        >>> peak_confidences(np.array([0.4, 1.09]))
+        array([0.4, 1. ], dtype=float32)
+    """
+    return np.minimum(np.asarray(scores, dtype=np.float32), np.float32(1.0))

@@ -38,7 +38,7 @@ from .._device import resolve_device
 from ..data.io import match_channels
 from ..inference import OnnxModel, TestTimeAugmentation, fuse, prepare_model, stored_scale_model
 from ..object_size import SCALE_LIMITS, estimate_object_size_regions, scale_to_trained
-from ..points import suppress_close_points
+from ..points import peak_confidences, suppress_close_points
 from ..pretrained import load_localization_settings, resolve_settings
 from ..slides import TiffImage
 from .context import ImageContext, core_mask, sample_tiles, stat_cores
@@ -468,9 +468,7 @@ class Localizer:
         settings = {**self.settings, "scale": scale, **size_record}
         return LocalizationResult(
             xy=np.ascontiguousarray(xy, dtype=np.float32).reshape(-1, 2),
-            # The map regresses Gaussians of height 1 (MSE): a peak may overshoot it; a score
-            # is a confidence, at most 1.
-            scores=np.ascontiguousarray(np.minimum(scores, 1.0), dtype=np.float32),
+            scores=np.ascontiguousarray(peak_confidences(scores)),
             labels=np.ascontiguousarray(labels, dtype=np.int64),
             image_size=(int(h0), int(w0)),
             source=name,

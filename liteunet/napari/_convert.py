@@ -15,7 +15,7 @@ import numpy as np
 
 from liteunet import LocalizationResult
 from liteunet.io_formats import class_colors
-from liteunet.points import find_peaks
+from liteunet.points import find_peaks, peak_confidences
 
 #: Key of the plugin's entry in a Points layer's ``metadata``.
 METADATA_KEY = "liteunet"
@@ -108,7 +108,7 @@ def rethreshold(result: LocalizationResult, threshold: float) -> LocalizationRes
     return dataclasses.replace(
         result,
         xy=xy,
-        scores=np.minimum(peaks.scores, 1.0).astype(np.float32),  # as localize: a peak may overshoot 1, a score may not
+        scores=peak_confidences(peaks.scores),
         labels=peaks.labels.astype(np.int64),
         settings={**result.settings, "threshold": float(threshold)},
     )

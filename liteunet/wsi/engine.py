@@ -47,7 +47,7 @@ from ..data.io import match_channels
 from ..localization import Localizer
 from ..localization.normalize import region_normalizer
 from ..localization.tiling import axis_tiles, pad_to, tile_peaks
-from ..points import suppress_close_points
+from ..points import peak_confidences, suppress_close_points
 from ..pretrained import load_localization_settings
 from .reader import Slide, open_slide
 from .stream import PointStream
@@ -454,7 +454,7 @@ def _write(stream: PointStream, pts: Points, scale: float, counts: dict, names: 
     xy, scores, labels = xy[order], scores[order], labels[order]
     # Model pixels back to level-0 pixels (pixel centres map to centres).
     xy0 = (xy + 0.5) / scale - 0.5
-    stream.append(xy0, np.minimum(scores, 1.0), labels)  # as localize: a peak may overshoot 1, a score may not
+    stream.append(xy0, peak_confidences(scores), labels)
     for lab, n in zip(*np.unique(labels, return_counts=True)):
         counts[names[lab]] = counts.get(names[lab], 0) + int(n)
 
