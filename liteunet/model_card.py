@@ -172,6 +172,7 @@ def render_model_card(
         *_tta_section(config, tag),
         *_per_dataset_section(config, tag),
         *_object_size_section(config, tag),
+        *_zero_shot_section(config),
         *_precision_section(config),
         "## Intended use and limitations",
         "- Research on cell/nucleus localization and counting in microscopy and pathology images "
@@ -253,6 +254,39 @@ def _per_dataset_section(config: dict[str, Any], tag: str) -> list[str]:
     commands = [f"`liteunet eval {target} {names} --tuned-for each`"]
     commands += [f"`liteunet eval {target} {names} --tuned-for each --tta {mode}`" for mode in modes]
     lines += ["", f"Reproduce: {', '.join(commands)}.", ""]
+    return lines
+
+
+def _zero_shot_section(config: dict[str, Any]) -> list[str]:
+    """Leave-one-data-set-out runs (``evaluation.leave_one_out``) beside these weights' own figure on the left-out set."""
+    runs = (config.get("evaluation") or {}).get("leave_one_out") or []
+    if not runs:
+        return []
+    own = (config.get("evaluation") or {}).get("metrics") or {}
+    lines = [
+        "## Zero-shot: one data set left out",
+        "Validation on a set's own split does not show how the weights do on images from another lab. "
+        "Each row is a model trained without one data set (neither its train split, nor its validation "
+        "split for the checkpoint and settings), then scored on that set's validation split, which it never "
+        "saw. They were trained with these weights' augmentation and input scaling but an earlier, smaller "
+        "recipe (no distillation, a fraction of the steps), and were not kept; the last column is these "
+        "weights, which trained on the set.",
+        "",
+        "| left out | started from | budget | F1@10 | F1@10 with `object_size=\"auto\"` | these weights (trained on it) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        name = run["left_out"]
+        lines.append(
+            f"| {name} | {run['start']} | {run['budget']} | {_fmt(run['f1@10'])} | {_fmt(run.get('f1@10_auto', ''))} | "
+            f"{_fmt(own.get(name, {}).get('f1@10', ''))} |"
+        )
+    lines += ["", "Reproduce (training, then scoring):"]
+    for run in runs:
+        evals = " and ".join(f"`{command}`" for command in run["eval_commands"])
+        note = f" ({run['note']})" if run.get("note") else ""
+        lines.append(f"- {run['left_out']}, {run['start']}: `{run['train_command']}`; {evals}{note}")
+    lines.append("")
     return lines
 
 

@@ -54,3 +54,10 @@ def test_default_pretrained_model_localizes_the_bundled_sample(offline):
     metrics.update(result.xy, truth)
     # measured 0.922 at 10 px (94 of 110 nuclei matched, 94 found) for generalist_c11, when it became the default
     assert metrics.compute()["f1@10"] >= 0.8
+
+
+def test_the_default_weights_card_reports_the_three_left_out_sets_the_issue_names():
+    card = (WEIGHTS / "README.md").read_text()
+    section = card.split("## Zero-shot: one data set left out", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split(" | ")[0].strip("| ") for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    assert {"bcdata", "bbbc039", "crc"} <= set(rows[1:])

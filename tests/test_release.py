@@ -63,3 +63,19 @@ def test_a_card_of_weights_outside_the_zoo_reproduces_with_the_folder():
     assert "`liteunet eval weights/candidates/c1 crc --tta flips`" in card
     assert "`liteunet eval weights/candidates/c1 crc --tuned-for each`" in card
     assert "--object-size-tune 10 --datasets crc" in card
+
+
+def test_the_card_sets_each_left_out_run_beside_the_weights_own_figure_on_that_set():
+    from liteunet.model_card import render_model_card
+
+    run = {"left_out": "crc", "start": "random weights", "budget": "10 short epochs", "f1@10": 0.362, "f1@10_auto": 0.507,
+           "train_command": "liteunet train mbm -o runs/loo_crc", "eval_commands": ["liteunet eval runs/loo_crc/best crc"],
+           "note": "stopped by hand"}
+    config = {"localization": {"threshold": 0.3, "min_distance": 3},
+              "evaluation": {"metrics": {"crc": {"f1@10": 0.791}}, "leave_one_out": [run]}}
+    card = render_model_card(config, "lite_unet.c1", evaluation=config["evaluation"]["metrics"])
+    assert "## Zero-shot: one data set left out" in card
+    assert "| crc | random weights | 10 short epochs | 0.362 | 0.507 | 0.791 |" in card
+    assert "`liteunet train mbm -o runs/loo_crc`; `liteunet eval runs/loo_crc/best crc` (stopped by hand)" in card
+    assert "Zero-shot" not in render_model_card({"evaluation": {"metrics": {}}}, "lite_unet.c1")
+
