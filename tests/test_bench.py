@@ -72,6 +72,9 @@ def test_a_form_that_cannot_run_here_is_reported_not_fatal(monkeypatch):
     assert rows["fused"]["note"] == "not here" and rows["fused"]["median_ms"] is None
     assert rows["fused_cl"]["median_ms"] > 0
     assert "| lite_unet reparameterized (CD + BN folded), fp32 | not here |" in to_markdown(result)
+    # with no --weights, the default weights localize() uses, named by their tag
+    assert result["weights"] == "lite_unet.generalist"
+    assert "(weights `lite_unet.generalist`)" in to_markdown(result)
 
 
 def test_speed_by_size_reports_one_pass_up_to_1024_and_fitted_tiles_above():

@@ -67,7 +67,7 @@ def _run(weights: str, image: np.ndarray, precision: str, **options: Any) -> tup
 
 
 def invariance(
-    weights: str = "lite_unet.multi",
+    weights: str = "lite_unet",
     precision: str = "fp32",
     modes: tuple[str, ...] = ("exact", "tile"),
     tilings: tuple[tuple[int, int], ...] = TILINGS,

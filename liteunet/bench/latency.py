@@ -30,6 +30,7 @@ from torch import nn
 
 from ..complexity import count_macs
 from ..inference import OnnxModel, cpu_has_native_bf16, default_calibration_images, export_onnx, fuse, prepare_model, quantize_onnx
+from ..localization.model import describe_weights
 from ..models import create_model, load_model
 from ..pretrained import load_inference_checks
 from .localize_cost import localize_overhead, slide_rss, tiling_accuracy
@@ -196,7 +197,7 @@ def _memory_child(form: str, weights: str, size: int, threads: int) -> None:
 
 
 def run_benchmark(
-    weights: str = "lite_unet.multi",
+    weights: str = "lite_unet",
     size: int = 512,
     forms: tuple[str, ...] = FORMS,
     repeats: int = 5,
@@ -224,7 +225,8 @@ def run_benchmark(
     x = torch.rand(1, 3, size, size)
     rows: list[BenchRow] = []
     runners: dict[str, Callable] = {}
-    guard = load_inference_checks(load_weights(weights))
+    benchmarked = load_weights(weights)
+    guard = load_inference_checks(benchmarked)
     with tempfile.TemporaryDirectory() as tmp:
         for form in forms:
             row = BenchRow(form, _DESCRIPTIONS.get(form, form))
@@ -280,7 +282,7 @@ def run_benchmark(
             "python": platform.python_version(),
             "bf16_native": cpu_has_native_bf16(),
         },
-        "weights": weights,
+        "weights": describe_weights(benchmarked)["name"],  # the tag "lite_unet" resolves to, not the alias
         "image": f"1x3x{size}x{size}",
         "repeats": repeats,
         "peaks_gflops": {k: round(v, 1) for k, v in peaks.items()},

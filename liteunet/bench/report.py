@@ -29,7 +29,8 @@ def to_markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     peaks = ", ".join(f"{k} {v:.0f}" for k, v in result["peaks_gflops"].items())
     lines = [
-        f"Measured with `liteunet bench` on {m['cpu']}, {m['threads']} threads, torch {m['torch']}; "
+        f"Measured with `liteunet bench`{' (weights `' + result['weights'] + '`)' if result.get('weights') else ''} on {m['cpu']}, "
+        f"{m['threads']} threads, torch {m['torch']}; "
         f"one {result['image']} image, median of {result['repeats']} interleaved rounds; "
         f"matmul peak in the same run: {peaks} GFLOP/s.",
         "",

@@ -93,7 +93,7 @@ def _why_not(form: str, precision: str, device: torch.device) -> str:
 
 
 def run_throughput(
-    weights: str = "lite_unet.multi",
+    weights: str = "lite_unet",
     device: str | torch.device = "auto",
     batch: int = 32,
     size: int = 512,

@@ -128,7 +128,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="time every inference form of lite_unet against the unet baseline, side by side",
         description=DESCRIPTION,
     )
-    p.add_argument("--weights", default="lite_unet.multi", help="pretrained tag or weights folder (default lite_unet.multi)")
+    p.add_argument("--weights", default="lite_unet", help="pretrained tag or weights folder (default lite_unet: the default weights, as localize uses)")
     p.add_argument("--size", type=int, default=512, help="image side (default 512)")
     p.add_argument(
         "--forms", nargs="+", metavar="FORM",
