@@ -140,3 +140,41 @@ def test_match_channels():
         match_channels(np.ones((2, 3, 3), np.float32), 4)
     with pytest.raises(ValueError, match="2 channel"):
         match_channels(np.ones((2, 3, 2), np.float32), 3)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_histogram_percentiles_are_numpys_to_the_last_bit(dtype):
+    from liteunet.data.percentiles import histogram_percentiles
+
+    rng = np.random.default_rng(0)
+    top = np.iinfo(dtype).max + 1
+    for trial in range(300):
+        n = int(rng.integers(1, 3000)) if trial % 4 else int(rng.integers(1, 8))
+        values = rng.integers(0, int(rng.integers(1, top)) + 1, n).astype(dtype)
+        if trial % 9 == 0:
+            values[:] = values[0]  # a constant image
+        q = [0.0, 1.0, 50.0, 99.8, 100.0, float(rng.uniform(0, 100))]
+        assert np.array_equal(histogram_percentiles(values, q), np.percentile(values, q)), (n, q)
+
+
+def test_histogram_percentiles_refuse_what_they_cannot_count():
+    from liteunet.data.percentiles import histogram_percentiles
+
+    with pytest.raises(ValueError, match="uint8 or uint16.*int32"):
+        histogram_percentiles(np.arange(5, dtype=np.int32), [1, 99])
+    with pytest.raises(ValueError, match="at least one value"):
+        histogram_percentiles(np.zeros(0, np.uint8), [1, 99])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_percentile_scaling_of_8_and_16_bit_images_matches_a_direct_float64_computation(dtype):
+    rng = np.random.default_rng(1)
+    top = np.iinfo(dtype).max + 1
+    for _ in range(50):
+        lo_value = int(rng.integers(0, top - 2))
+        img = rng.integers(lo_value, int(rng.integers(lo_value + 2, top + 1)), (40, 30, 3)).astype(dtype)
+        p1, p998 = np.percentile(img, [1.0, 99.8])  # the rule, computed directly
+        expected = (img.astype(np.float64) - p1) / max(p998 - p1, 1e-6)
+        out = normalize_image(img, mode="percentile")
+        assert out.dtype == np.float32
+        np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6)

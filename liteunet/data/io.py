@@ -14,6 +14,8 @@ from typing import NoReturn
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .percentiles import histogram_percentiles
+
 __all__ = ["IMAGE_SUFFIXES", "intensity_range", "match_channels", "normalize_image", "read_image", "scale_intensity"]
 
 PathLike = str | os.PathLike
@@ -177,7 +179,8 @@ def intensity_range(
         )
     if sample.size == 0:
         return 0.0, 1.0
-    lo, hi = np.percentile(sample, [pmin, pmax])
+    # 8- and 16-bit images (most of them): the same figures from one counting pass, no sort.
+    lo, hi = histogram_percentiles(sample, [pmin, pmax]) if sample.dtype in (np.uint8, np.uint16) else np.percentile(sample, [pmin, pmax])
     return float(lo), float(hi)
 
 
@@ -198,7 +201,16 @@ def scale_intensity(
     lo, hi = value_range
     if region.dtype == np.uint8 and (lo, hi) == (0.0, 255.0):
         return region.astype(np.float32) / np.float32(255.0)
-    # float64 for the subtraction: uint16/int32 ranges and large floats lose nothing.
+    if region.dtype in (np.uint8, np.uint16):
+        # float32 holds every 8- and 16-bit value, and the whole part of ``lo``, exactly: a third of
+        # the float64 path's time, and within 1e-6 of it (tests/test_data_io.py).
+        whole = np.floor(lo)
+        out = region.astype(np.float32)
+        out -= np.float32(whole)
+        out -= np.float32(lo - whole)
+        out /= np.float32(max(hi - lo, eps))
+        return out
+    # float64 for the subtraction: int32 ranges and large floats lose nothing.
     return ((region.astype(np.float64) - lo) / max(hi - lo, eps)).astype(np.float32)
 
 
