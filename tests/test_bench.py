@@ -101,6 +101,7 @@ def test_speed_by_size_reports_one_pass_up_to_1024_and_fitted_tiles_above():
     # No image-wide attention in this model: context "tile" cuts it the same way.
     assert [r["tile_context"] for r in out["rows"]] == [64, 1024, 432]
     assert all(r["tile_context_mp_s"] > 0 and r["tile_context_ratio"] > 0 for r in out["rows"])
+    assert all(r["input_scaling_s"] > 0 and 0 < r["input_scaling_share"] < 1 for r in out["rows"])
 
 
 def test_speed_by_size_times_auto_when_the_weights_store_a_scale_model(tmp_path):
@@ -121,3 +122,23 @@ def test_speed_by_size_times_auto_when_the_weights_store_a_scale_model(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps(config))
     (row,) = megapixels_by_size(str(tmp_path), (64,), precision="fp32", repeats=1)["rows"]
     assert row["auto_mp_s"] > 0 and row["auto_ratio"] > 0
+
+
+def test_speed_on_an_8bit_rgb_image_feeds_localize_three_8bit_channels(monkeypatch):
+    import numpy as np
+
+    from liteunet.bench import localize_cost
+    from liteunet.data import read_image
+    from liteunet.samples import sample_path
+
+    image = localize_cost.demo_image(300, rgb8=True)
+    original = read_image(sample_path())
+    assert image.shape == (300, 300, 3) and image.dtype == np.uint8 and image.max() > 100
+    assert np.array_equal(image[..., 0], image[..., 2])  # grey in three channels
+    assert np.corrcoef(image[:200, :200, 0].ravel(), original[:200, :200].ravel())[0, 1] > 0.99
+    seen = []
+    real = localize_cost.Localizer.__call__
+    monkeypatch.setattr(localize_cost.Localizer, "__call__", lambda self, images, **kw: (seen.append(images[0].dtype), real(self, images, **kw))[1])
+    out = localize_cost.megapixels_by_size("lite_unet", (64,), precision="fp32", repeats=1, rgb8=True)
+    assert out["image"] == "8-bit RGB" and set(seen) == {np.dtype(np.uint8)}
+    assert out["normalize"] == "percentile"  # the default weights scale 8-bit images by percentiles too

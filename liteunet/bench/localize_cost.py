@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..data import load_split
-from ..data.io import read_image
+from ..data.io import intensity_range, read_image, scale_intensity
 from ..localization import Localizer
 from ..metrics import PointMetrics
 from ..models._base import copy_model_attributes
@@ -40,9 +40,18 @@ class _TimedModel(nn.Module):
         return out
 
 
-def demo_image(side: int) -> np.ndarray:
-    """The bundled BBBC039 sample mirrored out to ``side`` x ``side`` (real nuclei everywhere)."""
+def demo_image(side: int, rgb8: bool = False) -> np.ndarray:
+    """The bundled BBBC039 sample mirrored out to ``side`` x ``side`` (real nuclei everywhere).
+
+    With ``rgb8``, as an 8-bit RGB image (its 99.8th percentile to 255, grey in three channels), the
+    form most bright-field images arrive in: weights that scale every image by its percentiles
+    compute them over three times the values there, where others divide by 255.
+    """
     image = read_image(sample_path())
+    if rgb8:
+        # Well exposed (its 99.8th percentile to 255), so that weights dividing by 255 find the cells too.
+        scaled = np.clip(image.astype(np.float64) * (255 / max(float(np.percentile(image, 99.8)), 1.0)), 0, 255)
+        image = np.repeat(scaled.astype(np.uint8)[..., None], 3, axis=-1)
     reps = (-(-side // image.shape[0]), -(-side // image.shape[1])) + (1,) * (image.ndim - 2)
     return np.ascontiguousarray(np.tile(image, reps)[:side, :side])
 
@@ -154,7 +163,7 @@ def _auto_localizer(weights: str, device: str, precision: str) -> Localizer | No
 
 
 def megapixels_by_size(
-    weights: str, sides: tuple[int, ...], precision: str = "auto", repeats: int = 2, device: str = "cpu"
+    weights: str, sides: tuple[int, ...], precision: str = "auto", repeats: int = 2, device: str = "cpu", rgb8: bool = False
 ) -> dict[str, Any]:
     """End-to-end megapixels/s of ``localize()`` at each image side, against one model pass on the same pixels.
 
@@ -163,7 +172,10 @@ def megapixels_by_size(
     turn, round after round (a shared machine's drifts hit both alike); best of ``repeats`` each.
     When the weights store a learned scale model, ``object_size="auto"`` is timed too
     (``auto_ratio``: its time over the default's; the demo image is at the training scale, so this
-    is what estimating the zoom costs).
+    is what estimating the zoom costs). ``input_scaling_s``: the weights' input scaling of the
+    whole image alone (``"auto"`` divides 8-bit images by 255, ``"percentile"`` computes their
+    percentiles first), and its share of the ``localize()`` time. ``rgb8``: the demo image as
+    8-bit RGB (:func:`demo_image`).
     """
     rows = []
     loc = Localizer(weights, device=device, precision=precision, progress=False)
@@ -171,11 +183,12 @@ def megapixels_by_size(
     tiled = Localizer(weights, device=device, precision=precision, progress=False, context="tile")
     auto = _auto_localizer(weights, device, precision)
     sync = torch.cuda.synchronize if loc.device.type == "cuda" else (lambda: None)
-    loc([demo_image(256)])  # warm-up
+    loc([demo_image(256, rgb8)])  # warm-up
     for side in sides:
-        image = demo_image(side)
+        image = demo_image(side, rgb8)
         pad = -(-side // 16) * 16
-        x = torch.from_numpy(np.ascontiguousarray(np.resize(image.astype(np.float32) / 255, (pad, pad, 1)).transpose(2, 0, 1)))[None]
+        grey = image[..., 0] if image.ndim == 3 else image  # the reference pass needs the pixels' shape, not their scaling
+        x = torch.from_numpy(np.ascontiguousarray(np.resize(grey.astype(np.float32) / 255, (pad, pad, 1)).transpose(2, 0, 1)))[None]
         x = x.expand(1, loc.in_chans, pad, pad).contiguous().to(loc.device)
         rounds = []
         for _ in range(repeats):
@@ -183,17 +196,22 @@ def megapixels_by_size(
             own = _timed(lambda: tiled([image]))
             estimated = _timed(lambda: auto([image])) if auto else float("nan")
             with torch.inference_mode():
-                rounds.append((whole, own, estimated, _timed(lambda: (loc.model(x), sync()))))
-        best, best_tiled, best_auto, single = (min(times) for times in zip(*rounds))
+                single_pass = _timed(lambda: (loc.model(x), sync()))
+            # The weights' input scaling of the whole image alone (range, then every value), as localize does it.
+            scaling = _timed(lambda: scale_intensity(image, intensity_range(image, loc.normalize, *loc.percentiles)))
+            rounds.append((whole, own, estimated, single_pass, scaling))
+        best, best_tiled, best_auto, single, best_scaling = (min(times) for times in zip(*rounds))
         mp = side * side / 1e6
         rows.append({
             "image": f"{side}x{side}", "tile": loc.tile_shape(side, side)[0], "localize_mp_s": round(mp / best, 3),
             "single_pass_mp_s": round(mp / single, 3), "ratio": round(single / best, 3),
             "tile_context": tiled.tile_shape(side, side)[0], "tile_context_mp_s": round(mp / best_tiled, 3),
             "tile_context_ratio": round(single / best_tiled, 3),
+            "input_scaling_s": round(best_scaling, 4), "input_scaling_share": round(best_scaling / best, 4),
             **({"auto_mp_s": round(mp / best_auto, 3), "auto_ratio": round(best_auto / best, 3)} if auto else {}),
         })
-    return {"device": str(loc.device), "precision": loc.precision, "threads": torch.get_num_threads(), "rows": rows}
+    return {"device": str(loc.device), "precision": loc.precision, "threads": torch.get_num_threads(),
+            "image": "8-bit RGB" if rgb8 else "16-bit grey", "normalize": loc.normalize, "rows": rows}
 
 
 def tissue_mask_cost(
