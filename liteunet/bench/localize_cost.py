@@ -163,7 +163,12 @@ def _auto_localizer(weights: str, device: str, precision: str) -> Localizer | No
 
 
 def megapixels_by_size(
-    weights: str, sides: tuple[int, ...], precision: str = "auto", repeats: int = 2, device: str = "cpu", rgb8: bool = False
+    weights: str,
+    sides: tuple[int, ...],
+    precision: str = "auto",
+    repeats: int = 2,
+    device: str = "cpu",
+    rgb8: bool = False,
 ) -> dict[str, Any]:
     """End-to-end megapixels/s of ``localize()`` at each image side, against one model pass on the same pixels.
 
@@ -187,8 +192,9 @@ def megapixels_by_size(
     for side in sides:
         image = demo_image(side, rgb8)
         pad = -(-side // 16) * 16
-        grey = image[..., 0] if image.ndim == 3 else image  # the reference pass needs the pixels' shape, not their scaling
-        x = torch.from_numpy(np.ascontiguousarray(np.resize(grey.astype(np.float32) / 255, (pad, pad, 1)).transpose(2, 0, 1)))[None]
+        # The reference pass needs the pixels' shape, not their scaling.
+        grey = (image[..., 0] if image.ndim == 3 else image).astype(np.float32) / 255
+        x = torch.from_numpy(np.ascontiguousarray(np.resize(grey, (pad, pad, 1)).transpose(2, 0, 1)))[None]
         x = x.expand(1, loc.in_chans, pad, pad).contiguous().to(loc.device)
         rounds = []
         for _ in range(repeats):

@@ -28,9 +28,9 @@ def to_markdown(result: dict[str, Any]) -> str:
     """The benchmark as the Markdown table the README and docs include."""
     m = result["machine"]
     peaks = ", ".join(f"{k} {v:.0f}" for k, v in result["peaks_gflops"].items())
+    weights = f" (weights `{result['weights']}`)" if result.get("weights") else ""
     lines = [
-        f"Measured with `liteunet bench`{' (weights `' + result['weights'] + '`)' if result.get('weights') else ''} on {m['cpu']}, "
-        f"{m['threads']} threads, torch {m['torch']}; "
+        f"Measured with `liteunet bench`{weights} on {m['cpu']}, {m['threads']} threads, torch {m['torch']}; "
         f"one {result['image']} image, median of {result['repeats']} interleaved rounds; "
         f"matmul peak in the same run: {peaks} GFLOP/s.",
         "",

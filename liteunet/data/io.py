@@ -180,7 +180,8 @@ def intensity_range(
     if sample.size == 0:
         return 0.0, 1.0
     # 8- and 16-bit images (most of them): the same figures from one counting pass, no sort.
-    lo, hi = histogram_percentiles(sample, [pmin, pmax]) if sample.dtype in (np.uint8, np.uint16) else np.percentile(sample, [pmin, pmax])
+    percentiles = histogram_percentiles if sample.dtype in (np.uint8, np.uint16) else np.percentile
+    lo, hi = percentiles(sample, [pmin, pmax])
     return float(lo), float(hi)
 
 
