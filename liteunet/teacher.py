@@ -12,6 +12,11 @@ Maps carry the teacher's confidence: ``lite_unet.crc`` peaks low (its threshold 
 ``--teacher-targets points`` teaches the teacher's *points* instead (:func:`teacher_targets`:
 its peaks at its own stored settings, drawn as Gaussians of height 1), the same height on
 every set.
+
+``--teacher-tta flips`` (or ``d4``) averages each teacher map over mirrored copies of the image
+(:class:`liteunet.inference.tta.TestTimeAugmentation`), and its points use the threshold stored
+for that mode: a model taught by its own averaged maps learns in one pass what test-time
+augmentation gives in four or eight (self-distillation, issue 19).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from .data import Sample
 from .data.per_set import values_per_set
 from .data.targets import TargetFn, gaussian_target
 from .evaluate import predict_maps
+from .inference.tta import TestTimeAugmentation
 from .models import load_model
 from .points import find_peaks
 from .pretrained.settings import load_localization_settings, resolve_settings
@@ -51,6 +57,7 @@ def teacher_maps(
     num_classes: int = 1,
     device: str | torch.device = "cpu",
     amp_dtype: torch.dtype | None = None,
+    tta: str | None = None,
 ) -> list[np.ndarray]:
     """A teacher's location map of every sample, whole image at native scale, clipped to [0, 1].
 
@@ -62,11 +69,14 @@ def teacher_maps(
             are; for a one-map student the teacher's maps are combined by their maximum (a
             two-class Ki-67 model teaches "a cell" that way).
         device, amp_dtype: where and in which precision the teacher runs.
+        tta: ``"flips"`` or ``"d4"`` averages each map over that many mirrored copies.
 
     Returns:
         One float32 array :math:`(num\\_classes, H, W)` per sample.
     """
     model = load_model(weights).to(device)
+    if tta:
+        model = TestTimeAugmentation(model, tta)
     maps = predict_maps(model, samples, device=device, amp_dtype=amp_dtype, progress=False)
     out = []
     for sample, teacher in zip(samples, maps):
@@ -88,6 +98,7 @@ def teacher_targets(
     num_classes: int = 1,
     device: str | torch.device = "cpu",
     amp_dtype: torch.dtype | None = None,
+    tta: str | None = None,
 ) -> list[np.ndarray]:
     """What a student learns from its teacher on one set: its maps, or its points drawn as a map.
 
@@ -103,18 +114,19 @@ def teacher_targets(
         kind: ``"maps"`` or ``"points"`` (:data:`TEACHER_TARGETS`).
         set_name: the data set the samples come from, to pick the teacher's settings for it.
         target_fn: draws points as a map (the set's own ``sigma`` bound).
-        num_classes, device, amp_dtype: as for :func:`teacher_maps`.
+        num_classes, device, amp_dtype, tta: as for :func:`teacher_maps`; with ``tta`` the
+            points use the settings stored for that mode.
 
     Returns:
         One float32 array :math:`(num\\_classes, H, W)` per sample, values in [0, 1].
     """
     if kind not in TEACHER_TARGETS:
         raise ValueError(f"teacher targets must be one of {', '.join(map(repr, TEACHER_TARGETS))}, got {kind!r}")
-    maps = teacher_maps(weights, samples, num_classes, device, amp_dtype)
+    maps = teacher_maps(weights, samples, num_classes, device, amp_dtype, tta)
     if kind == "maps":
         return maps
     stored = load_localization_settings(weights)
-    chosen = resolve_settings(stored, tuned_for=set_name if set_name in (stored.get("tuned_for") or {}) else None)
+    chosen = resolve_settings(stored, tuned_for=set_name if set_name in (stored.get("tuned_for") or {}) else None, tta=tta)
     threshold, min_distance = float(chosen["threshold"]), int(chosen["min_distance"])
     drawn = []
     for teacher in maps:

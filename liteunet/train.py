@@ -119,7 +119,8 @@ class TrainConfig:
         teachers: distillation: weights (tag or folder) whose location maps of a set's training
             images are learned beside its points, by set name with ``"*"`` for the rest
             (:mod:`liteunet.teacher`); ``teacher_weight`` is the maps' share of each target;
-            ``teacher_targets`` ``"points"`` teaches the teacher's peaks drawn as Gaussians instead.
+            ``teacher_targets`` ``"points"`` teaches the teacher's peaks drawn as Gaussians instead;
+            ``teacher_tta`` (``"flips"``, ``"d4"``) averages the teacher over mirrored copies.
     """
 
     model: str = "lite_unet"
@@ -150,6 +151,7 @@ class TrainConfig:
     teachers: dict[str, str] | None = None
     teacher_weight: float = 0.5
     teacher_targets: str = "maps"
+    teacher_tta: str | None = None
     max_steps: int | None = None
     time_limit_min: float | None = None
     seed: int = 0
@@ -363,7 +365,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             normalize=cfg.normalize,
             soft_targets=teacher_targets(
                 teacher, set_samples, cfg.teacher_targets, name, functools.partial(gaussian_target, sigma=sigma),
-                cfg.num_classes, device, amp_dtype,
+                cfg.num_classes, device, amp_dtype, cfg.teacher_tta,
             ) if teacher else None,
             soft_target_weight=cfg.teacher_weight,
         )
@@ -544,7 +546,8 @@ def _validate(
             extra={"training": {
                 "datasets": [str(d) for d in cfg.datasets], "epoch": row["epoch"], "step": row["step"],
                 "sigma": dict(zip(map(str, cfg.datasets), _sigma_per_set(cfg.sigma, list(cfg.datasets)))),
-                **({"teachers": dict(cfg.teachers), "teacher_weight": cfg.teacher_weight, "teacher_targets": cfg.teacher_targets} if cfg.teachers else {}),
+                **({"teachers": dict(cfg.teachers), "teacher_weight": cfg.teacher_weight, "teacher_targets": cfg.teacher_targets,
+                    **({"teacher_tta": cfg.teacher_tta} if cfg.teacher_tta else {})} if cfg.teachers else {}),
                 "minutes": row["minutes"], "preset": cfg.preset, "hardware": _hardware(device),
                 "params": count_params(model), "macs_512": count_macs(model, (cfg.in_chans, 512, 512)),
                 "validation": {k: v for k, v in result.items() if k.startswith("val/")},

@@ -111,6 +111,7 @@ def test_parser_choices_match_the_library():
     from liteunet.teacher import TEACHER_TARGETS
 
     assert train_cli.TEACHER_TARGET_CHOICES == TEACHER_TARGETS
+    assert set(train_cli.TEACHER_TTA_CHOICES) == set(inference.TTA_MODES)
     from liteunet.data.augment import AUGMENT_PRESETS
 
     assert train_cli.AUGMENT_CHOICES == AUGMENT_PRESETS

@@ -615,3 +615,51 @@ def test_torchrun_ddp_two_cpu_processes_agree(tmp_path):
     assert len(checksums) == 2 and checksums[0] == pytest.approx(checksums[1], rel=1e-12)
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == 2  # 8 crops / (batch 2 x 2 processes)
+
+
+def test_a_teacher_with_tta_teaches_its_maps_averaged_over_mirrored_images_and_its_tta_points(tmp_path):
+    """--teacher-tta: each map is the mean of the teacher's maps of the flipped images, flipped back."""
+    from liteunet.evaluate import _image_tensor
+    from liteunet.points import find_peaks
+    from liteunet.teacher import teacher_maps, teacher_targets
+
+    samples = load_folder(_make_folder(tmp_path / "data", n=2))
+    teacher = _tiny_weights(tmp_path / "teacher", num_classes=1)
+    model = liteunet.load_model(str(teacher)).eval()
+    x = _image_tensor(samples[0], 3, "auto").unsqueeze(0)
+    with torch.no_grad():
+        views = [model(x), model(x.flip(-1)).flip(-1), model(x.flip(-2)).flip(-2), model(x.flip(-1, -2)).flip(-1, -2)]
+    expected = torch.stack(views).mean(0)[0].clamp(0, 1).numpy()
+    averaged = teacher_maps(str(teacher), samples, tta="flips")
+    np.testing.assert_allclose(averaged[0], expected, atol=1e-5)
+    assert np.abs(averaged[0] - teacher_maps(str(teacher), samples)[0]).max() > 1e-4  # a random model is not flip-symmetric
+    # Its points use the threshold stored for the mode, not the plain one (which no peak reaches).
+    threshold = float(np.quantile(averaged[0], 0.95))
+    config = json.loads((teacher / "config.json").read_text())
+    config["localization"].update(threshold=2.0, min_distance=2, tta={"flips": {"threshold": threshold, "min_distance": 2}})
+    (teacher / "config.json").write_text(json.dumps(config))
+    draw = functools.partial(gaussian_target, sigma=3.0)
+    drawn = teacher_targets(str(teacher), samples, "points", None, draw, tta="flips")
+    peaks = find_peaks(averaged[0], min_distance=2, threshold=threshold)
+    assert len(peaks)
+    np.testing.assert_allclose(drawn[0], draw(peaks.xy, None, (64, 64)), atol=1e-6)
+    assert teacher_targets(str(teacher), samples, "points", None, draw)[0].max() == 0
+
+
+def test_teacher_tta_reaches_the_targets_from_the_command_line_and_is_recorded(tmp_path, monkeypatch):
+    import liteunet.train as train_module
+
+    data = _make_folder(tmp_path / "data", n=2)
+    teacher = _tiny_weights(tmp_path / "teacher", num_classes=1)
+    asked = []
+    real = train_module.teacher_targets
+    monkeypatch.setattr(train_module, "teacher_targets", lambda *a: asked.append(a[-1]) or real(*a))
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    cfg = config_from_args(parser.parse_args(
+        [str(data), "-o", str(tmp_path / "student"), "--teacher", str(teacher), "--teacher-tta", "d4", "--amp", "off"]))
+    assert cfg.teacher_tta == "d4"
+    train(dataclasses.replace(cfg, epochs=1, batch_size=2, crop_size=32, model_args=TINY, samples_per_epoch=2, progress=False))
+    assert asked == ["d4"]
+    stored = json.loads((tmp_path / "student" / "best" / "config.json").read_text())["training"]
+    assert stored["teacher_tta"] == "d4"

@@ -12,6 +12,7 @@ from typing import Any
 PRESET_NAMES = ("cpu", "paper")
 CHECKPOINT_CHOICES = ("shared", "per-dataset")
 TEACHER_TARGET_CHOICES = ("maps", "points")  # liteunet.teacher.TEACHER_TARGETS
+TEACHER_TTA_CHOICES = ("flips", "d4")  # liteunet.inference.TTA_MODES
 AUGMENT_CHOICES = ("paper", "full", "generalist", "generalist-ihc", "none")  # liteunet.data.augment.AUGMENT_PRESETS
 
 
@@ -70,6 +71,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--teacher-targets", choices=TEACHER_TARGET_CHOICES,
         help="'maps' (default): learn the teacher's maps; 'points': its peaks at its own stored settings, drawn as Gaussians of height 1",
+    )
+    parser.add_argument(
+        "--teacher-tta", choices=TEACHER_TTA_CHOICES,
+        help="average each teacher map over mirrored copies of the image ('flips': 4, 'd4': 8); its points use the settings stored for that mode",
     )
     parser.add_argument("--model-args", type=json.loads, default={}, help="extra model arguments as JSON, e.g. '{\"theta\": 0.4}'")
     parser.add_argument("--num-classes", type=int, default=1)
