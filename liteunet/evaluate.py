@@ -24,6 +24,7 @@ from .metrics import PointMetrics
 from .object_size import estimate_object_size, rescale_image, rescale_points, scale_to_trained
 from .points import PeakResult, find_peaks
 from .inference.scale_model import ScaleModel
+from .inference.scale_search import search_scale
 from .inference.tta import TestTimeAugmentation
 from .pretrained.settings import DEFAULT_LOCALIZATION, load_localization_settings
 
@@ -124,6 +125,7 @@ def predict_rescaled(
     progress: bool = True,
     scale_model: ScaleModel | None = None,
     feature_model: nn.Module | None = None,
+    search_with: LocalizationSettings | None = None,
 ) -> tuple[list[np.ndarray], list[Sample], list[dict[str, float]]]:
     """Location maps of images seen at another magnification, brought back to the trained object size.
 
@@ -133,7 +135,9 @@ def predict_rescaled(
     ``trained / estimated`` with ``"auto"``, :func:`liteunet.object_size.estimate_object_size` on
     the rescaled image) before the model. With ``scale_model`` (the weights' learned estimate,
     read from ``feature_model``'s features, by default ``model``'s), ``"auto"`` resizes by the
-    scale it gives for the zoom it predicts (:meth:`~liteunet.inference.ScaleModel.scale_for`).
+    scale it gives for the zoom it predicts (:meth:`~liteunet.inference.ScaleModel.scale_for`),
+    and with ``search_with`` (the settings peaks are found with) checks that scale as
+    ``localize()`` does (:func:`~liteunet.inference.search_scale`).
 
     Returns:
         The maps (at the model's scale), the samples with points in the rescaled images' pixels,
@@ -154,6 +158,9 @@ def predict_rescaled(
         if object_size == "auto" and scale_model is not None:
             estimated = scale_model.predict(feature_model or model, image, device=device)
             scale = scale_model.scale_for(estimated)[0]
+            if search_with is not None:
+                scale = search_scale(feature_model or model, scale, search_with.threshold, search_with.min_distance,
+                                     image, normalize=normalize, device=device)[0]
         elif object_size == "auto":
             estimated = estimate_object_size(image)
             scale = scale_to_trained(estimated, float(trained_object_size))[0]  # type: ignore[arg-type]
@@ -305,6 +312,7 @@ def evaluate(
     object_size: float | str | None = None,
     trained_object_size: float | None = None,
     scale_model: ScaleModel | None = None,
+    scale_search: bool = True,
 ) -> EvaluationReport:
     """Evaluate ``model`` on ``samples`` with the paper's protocol (F1 at 5 and 10 px, MAE, RMSE).
 
@@ -322,7 +330,8 @@ def evaluate(
     images' pixels, the found points mapped back by ``1 / rescale`` (``f1@10/native`` and so on:
     10 px is then the same distance on the tissue as at native scale, so these compare with the
     native run). ``scale_model`` makes ``"auto"`` use the weights' learned scale estimate
-    (:class:`~liteunet.inference.ScaleModel`) rather than the blob estimator.
+    (:class:`~liteunet.inference.ScaleModel`) rather than the blob estimator, checked with
+    :func:`~liteunet.inference.search_scale` unless ``scale_search`` is ``False``.
     """
     feature_model = model  # the plain module: TTA below wraps it
     num_classes = getattr(model, "num_classes", 1)
@@ -335,7 +344,8 @@ def evaluate(
         info: list[dict[str, float]] = []
     else:
         maps, resized, info = predict_rescaled(
-            model, samples, rescale, object_size, trained_object_size, device, progress, scale_model, feature_model
+            model, samples, rescale, object_size, trained_object_size, device, progress, scale_model, feature_model,
+            settings if scale_search else None,
         )
         peaks = peaks_of_maps(maps, settings.min_distance, settings.threshold)
         for peak, row in zip(peaks, info):

@@ -113,7 +113,7 @@ def test_zooms_within_the_tolerance_are_left_at_scale_one():
     scale_model = ScaleModel(tuple(default_feature_layers(model)), np.zeros(sum(TINY) + TINY[-1], np.float32), math.log(1.2), tolerance=1.3)
     localizer_settings = {"threshold": 0.0, "min_distance": 3, "scale_model": scale_model.to_config()}
     model.pretrained_cfg = {**getattr(model, "pretrained_cfg", {}), "localization": localizer_settings}
-    result = liteunet.localize(disc(10.0, side=64), model, object_size="auto", progress=False, precision="fp32")[0]
+    result = liteunet.localize(disc(10.0, side=64), model, object_size="auto", scale_search=False, progress=False, precision="fp32")[0]
     assert result.settings["zoom_estimated"] == pytest.approx(1.2) and result.settings["scale"] == 1.0
 
 
@@ -137,7 +137,7 @@ def zoom_two_weights(tmp_path_factory):
 
 def test_auto_uses_the_stored_scale_model(zoom_two_weights, tmp_path):
     image = disc(10.0, side=96)
-    result = liteunet.localize(image, zoom_two_weights, object_size="auto", progress=False, precision="fp32")[0]
+    result = liteunet.localize(image, zoom_two_weights, object_size="auto", scale_search=False, progress=False, precision="fp32")[0]
     assert result.settings["zoom_estimated"] == pytest.approx(2.0) and result.settings["scale"] == pytest.approx(0.5)
     assert "2.0x the training magnification" in result.provenance
     assert result.image_size == (96, 96)
@@ -150,7 +150,8 @@ def test_auto_uses_the_stored_scale_model(zoom_two_weights, tmp_path):
     Image.fromarray(image).save(tmp_path / "a.png")
     sample = Sample(str(tmp_path / "a.png"), np.array([[47.5, 47.5]], np.float32), np.zeros(1, np.int64), "a")
     report = evaluate(model, [sample], LocalizationSettings(threshold=0.0, min_distance=3), object_size="auto",
-                      scale_model=stored_scale_model(liteunet.pretrained.load_localization_settings(model), model), progress=False)
+                      scale_model=stored_scale_model(liteunet.pretrained.load_localization_settings(model), model), progress=False,
+                      scale_search=False)
     assert report.summary["model_scale_median"] == pytest.approx(0.5) and report.summary["zoom_estimated_median"] == pytest.approx(2.0)
     assert report.per_image[0]["model_scale"] == pytest.approx(0.5) and report.per_image[0]["zoom_estimated"] == pytest.approx(2.0)
 
@@ -164,13 +165,13 @@ def test_eval_command_chooses_what_auto_measures(zoom_two_weights, tmp_path, cap
     data.mkdir()
     Image.fromarray(disc(10.0, side=96)).save(data / "a.png")
     (data / "a.csv").write_text("x,y\n47.5,47.5\n")
-    args = ["eval", str(zoom_two_weights), str(data), "--split", "all", "--object-size", "auto", "--device", "cpu", "-o", str(tmp_path / "e")]
+    args = ["eval", str(zoom_two_weights), str(data), "--split", "all", "--object-size", "auto", "--no-scale-search", "--device", "cpu", "-o", str(tmp_path / "e")]
     assert main(args) == 0
     assert "by the scale model (model scale median 0.5)" in capsys.readouterr().out
     # the blob estimator needs the trained object size, which these weights do not record
     assert main([*args, "--auto-by", "blobs"]) == 1
     assert "do not record the object size" in capsys.readouterr().err
-    assert main([*args[:-6], "-o", str(tmp_path / "e"), "--auto-by", "blobs"]) == 1  # without --object-size auto
+    assert main([*args[:-7], "-o", str(tmp_path / "e"), "--auto-by", "blobs"]) == 1  # without --object-size auto
     assert "it needs --object-size auto" in capsys.readouterr().err
 
 

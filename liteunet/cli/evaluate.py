@@ -58,6 +58,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "the network's features (the default when the weights store one, as localize does), or 'blobs', the classical "
         "blob-size estimator (the default otherwise)",
     )
+    p.add_argument(
+        "--no-scale-search", dest="scale_search", action="store_false",
+        help="with --object-size auto and a scale model: its estimate alone, without the peak-height search around it",
+    )
     p.add_argument("--max-images", type=int, metavar="N", help="score at most N images per set, evenly spaced (quick checks)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=run)
@@ -127,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
         report = evaluate(
             model, samples, settings[name], dataset=split_label(name), device=device, tta=args.tta,
             rescale=args.rescale, object_size=object_size, trained_object_size=trained_size(name), scale_model=scale_model,
+            scale_search=args.scale_search,
         )
         if args.tuned_for:
             report.summary["tuned_for"] = split_label(name) if args.tuned_for == "each" else args.tuned_for

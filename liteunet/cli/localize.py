@@ -109,6 +109,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="typical object (nucleus) diameter in the inputs, in pixels, or 'auto' to estimate it in each image: "
         "images are resized to the object size the weights were trained at (instead of --scale / --mpp)",
     )
+    p.add_argument(
+        "--no-scale-search", dest="scale_search", action="store_false",
+        help="with --object-size auto: the scale model's estimate alone, without the peak-height search around it",
+    )
     p.add_argument("--level", type=int, default=0, help="pyramid level of TIFF slides (default 0)")
     p.add_argument(
         "--normalize",
@@ -298,6 +302,7 @@ def run(args: argparse.Namespace) -> int:
         scale=args.scale,
         mpp=args.mpp,
         object_size=object_size,
+        scale_search=args.scale_search,
         level=args.level,
         return_map=args.heatmap,
         map_max_side=io_formats.MAX_PNG_SIDE if args.heatmap else None,

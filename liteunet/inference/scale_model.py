@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from ..data import match_channels, normalize_image
 from ..object_size import SCALE_LIMITS, region_grid, rescale_image, scale_to_trained
 
-__all__ = ["ScaleModel", "default_feature_layers", "fit_scale_model", "pooled_features", "region_features", "stored_scale_model"]
+__all__ = ["ScaleModel", "default_feature_layers", "fit_scale_model", "pad_to_stride", "pooled_features", "region_features", "stored_scale_model"]
 
 #: Zooms the training images are shown at when fitting (log-spaced, 0.35x to 2.8x).
 FIT_ZOOMS = (0.35, 0.5, 0.71, 1.0, 1.41, 2.0, 2.83)
@@ -96,14 +96,23 @@ def region_features(
     """
     x = match_channels(normalize_image(np.asarray(region), mode=normalize), int(getattr(model, "in_chans", 3)))
     t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
-    h, w = t.shape[-2:]
-    divisor = int(getattr(model, "size_divisor", 16) or 1)
-    # Mirror, not zeros: an empty frame would read as background, not as more of the same tissue.
-    pad_h, pad_w = -h % divisor, -w % divisor
-    if pad_h or pad_w:
-        mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-        t = F.pad(t, (0, pad_w, 0, pad_h), mode=mode)
+    t = pad_to_stride(t, int(getattr(model, "size_divisor", 16) or 1))
     return pooled_features(model, t.to(device), layers)[0].cpu().numpy()
+
+
+def pad_to_stride(t: torch.Tensor, divisor: int) -> torch.Tensor:
+    """``t`` mirrored at its bottom and right edges to a multiple of ``divisor`` (the network's stride).
+
+    Mirror, not zeros: an empty frame would read as background, not as more of the same tissue.
+
+    Shape:
+        - t: :math:`(B, C, H, W)`; output: :math:`(B, C, H', W')`, each a multiple of ``divisor``.
+    """
+    h, w = t.shape[-2:]
+    pad_h, pad_w = -h % divisor, -w % divisor
+    if not (pad_h or pad_w):
+        return t
+    return F.pad(t, (0, pad_w, 0, pad_h), mode="reflect" if pad_h < h and pad_w < w else "replicate")
 
 
 @dataclass(frozen=True)

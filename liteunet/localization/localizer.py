@@ -36,7 +36,7 @@ from .._checks import check_int
 from .._version import __version__
 from .._device import resolve_device
 from ..data.io import match_channels
-from ..inference import OnnxModel, TestTimeAugmentation, fuse, prepare_model, stored_scale_model
+from ..inference import OnnxModel, TestTimeAugmentation, fuse, prepare_model, search_scale, stored_scale_model
 from ..object_size import SCALE_LIMITS, estimate_object_size_regions, scale_to_trained
 from ..points import peak_confidences, suppress_close_points
 from ..pretrained import load_localization_settings, resolve_settings
@@ -123,6 +123,7 @@ class Localizer:
         self.scale_model = stored_scale_model(stored, module) if opts.object_size == "auto" else None
         self._module = module if self.scale_model is not None else None  # kept only when auto needs its features
         self._feature_model: nn.Module | None = None  # that copy, on self.device, made on first use
+        self.scale_search = bool(opts.scale_search)
         self.scale = self._scale(opts, stored, module)
         self.level = opts.level
         self.return_map = opts.return_map
@@ -268,11 +269,13 @@ class Localizer:
             )
         return TestTimeAugmentation(runner, self.tta) if self.tta else runner
 
-    def scale_for(self, src: Any, name: str) -> tuple[float, dict[str, Any]]:
+    def scale_for(self, src: Any, name: str, norm: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[float, dict[str, Any]]:
         """The scale to localize an opened image at, and what to record about its object size.
 
         With ``object_size="auto"`` and weights that store a scale model, the zoom it predicts
-        from the network's features (at most nine 256-px regions) is undone; otherwise the typical
+        from the network's features (at most nine 256-px regions) is undone, then checked by
+        :func:`~liteunet.inference.search_scale` (``scale_search``; regions scaled with ``norm``,
+        the image's input scaling); otherwise the typical
         object diameter is estimated on the image as read (at most nine 512-px regions of a large
         one), and the scale brings it to the trained size. Either way the scale is kept within
         :data:`~liteunet.object_size.SCALE_LIMITS` (outside them the estimate is not trusted; a
@@ -295,7 +298,15 @@ class Localizer:
                     f"scale {scale:.3g} (kept within {SCALE_LIMITS[0]} to {SCALE_LIMITS[1]}; pass object_size= or scale= to override)",
                     RuntimeWarning, stacklevel=4,
                 )
-            return scale, {**record, "object_size": "auto", "zoom_estimated": round(zoom, 3)}
+            record.update(object_size="auto", zoom_estimated=round(zoom, 3))
+            if self.scale_search:
+                norm = norm or region_normalizer(src, self.normalize, self.percentiles)
+                record["scale_estimated"] = round(scale, 4)  # the scale model's, before the search
+                scale, _ = search_scale(
+                    self._feature_model, scale, self.threshold, self.min_distance, read=lambda *r: norm(src.read_region(*r)),
+                    shape=(h, w), normalize="none", device=self.device,
+                )
+            return scale, record
         size = estimate_object_size_regions(src.read_region, (h, w))
         scale, clipped = scale_to_trained(size, float(self.trained_object_size))  # type: ignore[arg-type]
         record["object_size"] = "auto"
@@ -388,7 +399,7 @@ class Localizer:
         # Fail on an impossible channel conversion before any work.
         match_channels(np.zeros((1, 1, chans), np.float32), self.in_chans)
         norm = region_normalizer(src, self.normalize, self.percentiles)
-        scale, size_record = self.scale_for(src, name)
+        scale, size_record = self.scale_for(src, name, norm)
 
         def read(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
             return match_channels(norm(src.read_region(y0, y1, x0, x1)), self.in_chans)
@@ -546,7 +557,7 @@ def localize(
         options: a :class:`~liteunet.localization.options.LocalizationOptions` to start from.
         **kwargs: the options, by name: ``device``, ``threshold``, ``min_distance``,
             ``tile_size``, ``overlap``, ``batch_size``, ``precision``, ``channels_last``,
-            ``compile``, ``normalize``, ``percentiles``, ``scale``, ``mpp``, ``object_size``, ``level``,
+            ``compile``, ``normalize``, ``percentiles``, ``scale``, ``mpp``, ``object_size``, ``scale_search``, ``level``,
             ``return_map``, ``map_max_side``, ``subpixel``, ``fuse``, ``tta``, ``tuned_for``,
             ``max_pixels``, ``progress``; each is documented in
             :class:`~liteunet.localization.options.LocalizationOptions`.

@@ -85,6 +85,11 @@ class LocalizationOptions:
             weights store one), or else estimates the object size in each image
             (:func:`liteunet.object_size.estimate_object_size`, the estimator the stored size was
             measured with). Each result's ``settings`` records the size and the scale used.
+        scale_search: with ``object_size="auto"`` and a stored scale model, also localize up to
+            four regions of ~256 model pixels at five scales around its estimate (x1/1.6 to x1.6)
+            and keep the scale at which the network's peaks are highest
+            (:func:`liteunet.inference.search_scale`; ``settings`` records the model's estimate as
+            ``scale_estimated``). ``False``: the estimate alone, five region passes cheaper.
         level: pyramid level of TIFF inputs (0 = full resolution); points come back in level-0
             pixels.
         return_map: keep the location map in each result: ``True`` at full (model) resolution,
@@ -143,6 +148,7 @@ class LocalizationOptions:
     scale: float | None = None
     mpp: float | None = None
     object_size: float | str | None = None
+    scale_search: bool = True
     level: int = 0
     return_map: bool | int = False
     map_max_side: int | None = None
