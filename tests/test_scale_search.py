@@ -69,10 +69,14 @@ def test_the_search_stays_within_the_scale_limits_and_reads_regions_of_a_large_i
     assert max(found) == 4.0 and scale == 4.0
     big = np.random.default_rng(0).integers(0, 255, (3000, 2000, 3), np.uint8)
     reads = []
-    net = SizeTunedNet(best=256)
+    net = SizeTunedNet(best=512)
     scale, _ = search_scale(net, 1.0, 0.1, 2, read=lambda *r: reads.append(r) or big[r[0]:r[1], r[2]:r[3]], shape=big.shape[:2])
-    assert len(reads) == 4 and all(y1 - y0 == 256 and x1 - x0 == 256 for y0, y1, x0, x1 in reads)  # 4 regions of 256 px
-    assert scale == 1.0 and set(net.widths) == {round(256 * f) for f in SEARCH_FACTORS}
+    assert len(reads) == 4 and all(y1 - y0 == 512 and x1 - x0 == 512 for y0, y1, x0, x1 in reads)  # 4 regions of 512 px
+    assert scale == 1.0 and set(net.widths) == {round(512 * f) for f in SEARCH_FACTORS}
+    # at scale 0.25 the same image is no larger than the regions together: looked at whole
+    reads.clear()
+    search_scale(net, 0.25, 0.1, 2, read=lambda *r: reads.append(r) or big[r[0]:r[1], r[2]:r[3]], shape=big.shape[:2])
+    assert reads == [(0, 3000, 0, 2000)]
     with pytest.raises(ValueError, match="needs an image"):
         search_scale(net, 1.0, 0.1, 2)
 

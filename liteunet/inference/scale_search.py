@@ -8,7 +8,8 @@ size: its peaks are highest there and lower on objects shrunk or enlarged. So ``
 localizes a few regions of the image at scales around the estimate (:data:`SEARCH_FACTORS`)
 and keeps the scale whose found peaks are highest on average (:func:`search_scale`), as
 scale-space detectors select the scale of the strongest response. The cost: one pass over at
-most :data:`SEARCH_REGIONS` regions of :data:`SEARCH_SIDE` model pixels per factor.
+most :data:`SEARCH_REGIONS` regions of :data:`SEARCH_SIDE` model pixels (or the whole image, when
+it is smaller) per factor.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ __all__ = ["SEARCH_FACTORS", "SEARCH_REGIONS", "SEARCH_SIDE", "mean_peak_height"
 SEARCH_FACTORS = (1 / 1.6, 1 / 1.3, 1.0, 1.3, 1.6)
 #: Regions of an image localized at each factor (a centred grid), and their side in model pixels.
 SEARCH_REGIONS = 4
-SEARCH_SIDE = 256
+SEARCH_SIDE = 512
 
 
 def mean_peak_height(location_maps: Sequence[np.ndarray | torch.Tensor], threshold: float, min_distance: int) -> tuple[float, int]:
@@ -76,8 +77,8 @@ def search_scale(
     """The scale near ``scale`` at which ``model`` finds the highest peaks in an image.
 
     The same regions of the image (up to ``max_regions``, each ``side / scale`` image pixels, so
-    about ``side`` model pixels) are resized by ``scale * factor`` for each factor, normalized on
-    their own and localized; the factor with the highest :func:`mean_peak_height` wins. When no
+    about ``side`` model pixels; the whole image when it is no larger than they are together) are
+    resized by ``scale * factor`` for each factor, normalized on their own and localized; the factor with the highest :func:`mean_peak_height` wins. When no
     factor finds a peak, ``scale`` is kept.
 
     Args:
@@ -99,8 +100,11 @@ def search_scale(
     if read is None or shape is None:
         raise ValueError("search_scale needs an image, or read= and shape=")
     h, w = int(shape[0]), int(shape[1])
-    region_side = max(16, math.ceil(side / scale))
-    regions = [normalize_image(np.asarray(read(*r)), mode=normalize) for r in region_grid(h, w, region_side, max_regions)]
+    # An image no larger than the regions together is looked at whole: cut into overlapping
+    # regions, its nuclei at their edges would count as weak peaks.
+    whole = h * w * scale**2 <= max_regions * side**2
+    boxes = [(0, h, 0, w)] if whole else region_grid(h, w, max(16, math.ceil(side / scale)), max_regions)
+    regions = [normalize_image(np.asarray(read(*box)), mode=normalize) for box in boxes]
     in_chans = int(getattr(model, "in_chans", 3))
     divisor = int(getattr(model, "size_divisor", 16) or 1)
     was_training = model.training

@@ -86,7 +86,7 @@ class LocalizationOptions:
             (:func:`liteunet.object_size.estimate_object_size`, the estimator the stored size was
             measured with). Each result's ``settings`` records the size and the scale used.
         scale_search: with ``object_size="auto"`` and a stored scale model, also localize up to
-            four regions of ~256 model pixels at five scales around its estimate (x1/1.6 to x1.6)
+            four regions of ~512 model pixels at five scales around its estimate (x1/1.6 to x1.6)
             and keep the scale at which the network's peaks are highest
             (:func:`liteunet.inference.search_scale`; ``settings`` records the model's estimate as
             ``scale_estimated``). ``False``: the estimate alone, five region passes cheaper.
