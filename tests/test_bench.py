@@ -121,7 +121,7 @@ def test_speed_by_size_times_auto_when_the_weights_store_a_scale_model(tmp_path)
     config["localization"] = {"threshold": 0.5, "min_distance": 3, "scale_model": scale_model.to_config()}
     (tmp_path / "config.json").write_text(json.dumps(config))
     (row,) = megapixels_by_size(str(tmp_path), (64,), precision="fp32", repeats=1)["rows"]
-    assert row["auto_mp_s"] > 0 and row["auto_ratio"] > 0
+    assert row["auto_mp_s"] > 0 and row["auto_ratio"] > 0 and row["auto_no_search_ratio"] > 0
 
 
 def test_speed_on_an_8bit_rgb_image_feeds_localize_three_8bit_channels(monkeypatch):

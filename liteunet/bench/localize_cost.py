@@ -153,10 +153,10 @@ def slide_rss(weights: str, side: int, threads: int) -> dict[str, Any]:
     return {"image": f"{side}x{side}", "peak_rss_mb": round(rss, 1), "seconds": round(seconds, 1)}
 
 
-def _auto_localizer(weights: str, device: str, precision: str) -> Localizer | None:
+def _auto_localizer(weights: str, device: str, precision: str, scale_search: bool = True) -> Localizer | None:
     """A localizer with ``object_size="auto"`` when the weights store a learned scale model, else ``None``."""
     try:
-        auto = Localizer(weights, device=device, precision=precision, progress=False, object_size="auto")
+        auto = Localizer(weights, device=device, precision=precision, progress=False, object_size="auto", scale_search=scale_search)
     except ValueError:  # weights that record neither a scale model nor an object size
         return None
     return auto if auto.scale_model is not None else None
@@ -177,7 +177,8 @@ def megapixels_by_size(
     turn, round after round (a shared machine's drifts hit both alike); best of ``repeats`` each.
     When the weights store a learned scale model, ``object_size="auto"`` is timed too
     (``auto_ratio``: its time over the default's; the demo image is at the training scale, so this
-    is what estimating the zoom costs). ``input_scaling_s``: the weights' input scaling of the
+    is what estimating the zoom costs), and without its peak-height search (``auto_no_search_ratio``,
+    ``scale_search=False``). ``input_scaling_s``: the weights' input scaling of the
     whole image alone (``"auto"`` divides 8-bit images by 255, ``"percentile"`` computes their
     percentiles first), and its share of the ``localize()`` time. ``rgb8``: the demo image as
     8-bit RGB (:func:`demo_image`).
@@ -187,6 +188,7 @@ def megapixels_by_size(
     # Each tile its own attention context: tiles above 1024 px, where the default runs one pass.
     tiled = Localizer(weights, device=device, precision=precision, progress=False, context="tile")
     auto = _auto_localizer(weights, device, precision)
+    estimate_only = _auto_localizer(weights, device, precision, scale_search=False)
     sync = torch.cuda.synchronize if loc.device.type == "cuda" else (lambda: None)
     loc([demo_image(256, rgb8)])  # warm-up
     for side in sides:
@@ -201,12 +203,13 @@ def megapixels_by_size(
             whole = _timed(lambda: loc([image]))
             own = _timed(lambda: tiled([image]))
             estimated = _timed(lambda: auto([image])) if auto else float("nan")
+            unsearched = _timed(lambda: estimate_only([image])) if estimate_only else float("nan")
             with torch.inference_mode():
                 single_pass = _timed(lambda: (loc.model(x), sync()))
             # The weights' input scaling of the whole image alone (range, then every value), as localize does it.
             scaling = _timed(lambda: scale_intensity(image, intensity_range(image, loc.normalize, *loc.percentiles)))
-            rounds.append((whole, own, estimated, single_pass, scaling))
-        best, best_tiled, best_auto, single, best_scaling = (min(times) for times in zip(*rounds))
+            rounds.append((whole, own, estimated, unsearched, single_pass, scaling))
+        best, best_tiled, best_auto, best_unsearched, single, best_scaling = (min(times) for times in zip(*rounds))
         mp = side * side / 1e6
         rows.append({
             "image": f"{side}x{side}", "tile": loc.tile_shape(side, side)[0], "localize_mp_s": round(mp / best, 3),
@@ -214,7 +217,8 @@ def megapixels_by_size(
             "tile_context": tiled.tile_shape(side, side)[0], "tile_context_mp_s": round(mp / best_tiled, 3),
             "tile_context_ratio": round(single / best_tiled, 3),
             "input_scaling_s": round(best_scaling, 4), "input_scaling_share": round(best_scaling / best, 4),
-            **({"auto_mp_s": round(mp / best_auto, 3), "auto_ratio": round(best_auto / best, 3)} if auto else {}),
+            **({"auto_mp_s": round(mp / best_auto, 3), "auto_ratio": round(best_auto / best, 3),
+                "auto_no_search_ratio": round(best_unsearched / best, 3)} if auto else {}),
         })
     return {"device": str(loc.device), "precision": loc.precision, "threads": torch.get_num_threads(),
             "image": "8-bit RGB" if rgb8 else "16-bit grey", "normalize": loc.normalize, "rows": rows}
