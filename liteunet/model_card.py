@@ -354,11 +354,18 @@ def _scale_model_lines(scale_model: dict[str, Any], target: str) -> list[str]:
     tolerance = float(scale_model.get("tolerance", 1.0))
     if tolerance > 1.0:
         lines += [
-            f"An image whose predicted zoom is within {tolerance:g}x of 1 is left at its own scale: on images at the "
-            "training magnification the prediction is off by about as much, and undoing a small wrong zoom costs more "
-            "than it saves.",
+            f"An image whose predicted zoom is within {tolerance:g}x of 1 is taken to be at the training magnification: "
+            "on images at it the prediction is off by about as much, and undoing a small wrong zoom costs more than "
+            "it saves.",
             "",
         ]
+    lines += [
+        "The estimate is then checked with the network itself: the image (or up to four regions of about 512 model "
+        "pixels of a large one) is localized at five scales around it, from x1/1.6 to x1.6, and the scale at which "
+        "the found peaks are highest on average is kept (`scale_search=False`, `--no-scale-search`: the estimate "
+        "alone).",
+        "",
+    ]
     options = "".join(
         [f" --scale-train-images {max(counts.values())}" if (counts := error.get("train_images")) else "",
          f" --scale-tolerance {tolerance:g}" if tolerance > 1.0 else ""]

@@ -203,7 +203,8 @@ def test_release_fits_stores_and_reports_the_scale_model(tmp_path, monkeypatch, 
     card = render_model_card(stored, "lite_unet.test")
     assert "uses these weights' learned scale model" in card and "--auto-by blobs" in card
     assert "| discs | 2 |" in card and "--scale-model --datasets discs --scale-train-images 8 --scale-tolerance 1.25" in card
-    assert "within 1.25x of 1 is left at its own scale" in card
+    assert "within 1.25x of 1 is taken to be at the training magnification" in card
+    assert "the scale at which the found peaks are highest on average is kept" in card
     assert "python -m liteunet.release weights/lite_unet.test --scale-model" in card  # a folder, not the tag
     with pytest.raises(SystemExit):
         main([str(weights), "--scale-model"])  # no data sets to fit on
