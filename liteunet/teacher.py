@@ -15,8 +15,8 @@ every set.
 
 ``--teacher-tta flips`` (or ``d4``) averages each teacher map over mirrored copies of the image
 (:class:`liteunet.inference.tta.TestTimeAugmentation`), and its points use the threshold stored
-for that mode: a model taught by its own averaged maps learns in one pass what test-time
-augmentation gives in four or eight (self-distillation, issue 19).
+for that mode: pseudo-labels as good as the teacher gets with test-time augmentation, learned
+by a student that localizes in one pass (issue 19's run 25).
 """
 
 from __future__ import annotations
