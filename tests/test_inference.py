@@ -195,14 +195,32 @@ def test_bf16_keeps_the_convs_that_read_the_image_in_float32(trained, monkeypatc
     assert readers == [f"model.encoder.0.branches.{i}.0.conv" for i in range(4)]  # GA's difference convs
     assert runner.input_dtype == torch.float32 and runner.model.head.weight.dtype == torch.bfloat16
     assert not any(isinstance(m, FloatInputConv) for m in prepare_model(trained, "fp32").modules())
+    monkeypatch.setattr("liteunet.inference.fused._image_readers", lambda model: [])
+    all_bf16 = prepare_model(trained, "bf16")
+    assert all_bf16.input_dtype == torch.bfloat16
+    # The point of it, on a real image: what the difference convs make of the image is closer to
+    # float32 (12-36% less error per branch with each zoo tag's weights). The location map gains
+    # less, and not on every image (FloatInputConv's docstring).
+    reference = liteunet.fuse(trained)
     x = _sample_batch(256)
-    with torch.inference_mode():
-        reference = liteunet.fuse(trained)(x)
-        error = (runner(x) - reference).abs().mean()
-        monkeypatch.setattr("liteunet.inference.fused._image_readers", lambda model: [])
-        all_bf16 = prepare_model(trained, "bf16")
-        assert all_bf16.input_dtype == torch.bfloat16
-        assert error < (all_bf16(x) - reference).abs().mean()  # the point of it, on a real image
+    for i in range(4):
+        outputs = []
+        for model, name in ((reference, f"encoder.0.branches.{i}.0.conv"), (runner, readers[i]), (all_bf16, readers[i])):
+            outputs.append(_output_of(model, name, x).float())
+        kept, rounded = ((out - outputs[0]).abs().mean() for out in outputs[1:])
+        assert kept < rounded
+
+
+def _output_of(model: torch.nn.Module, name: str, x: torch.Tensor) -> torch.Tensor:
+    """What the submodule ``name`` of ``model`` outputs when ``model`` runs on ``x``."""
+    outputs = []
+    hook = model.get_submodule(name).register_forward_hook(lambda module, args, out: outputs.append(out))
+    try:
+        with torch.inference_mode():
+            model(x)
+    finally:
+        hook.remove()
+    return outputs[0]
 
 
 def test_image_readers_must_all_be_convs():
