@@ -203,24 +203,22 @@ def test_bf16_keeps_the_convs_that_read_the_image_in_float32(trained, monkeypatc
     # less, and not on every image (FloatInputConv's docstring).
     reference = liteunet.fuse(trained)
     x = _sample_batch(256)
-    for i in range(4):
-        outputs = []
-        for model, name in ((reference, f"encoder.0.branches.{i}.0.conv"), (runner, readers[i]), (all_bf16, readers[i])):
-            outputs.append(_output_of(model, name, x).float())
-        kept, rounded = ((out - outputs[0]).abs().mean() for out in outputs[1:])
-        assert kept < rounded
+    exact = _outputs_of(reference, [name.removeprefix("model.") for name in readers], x)
+    for kept, rounded, want in zip(_outputs_of(runner, readers, x), _outputs_of(all_bf16, readers, x), exact):
+        assert (kept.float() - want).abs().mean() < (rounded.float() - want).abs().mean()
 
 
-def _output_of(model: torch.nn.Module, name: str, x: torch.Tensor) -> torch.Tensor:
-    """What the submodule ``name`` of ``model`` outputs when ``model`` runs on ``x``."""
-    outputs = []
-    hook = model.get_submodule(name).register_forward_hook(lambda module, args, out: outputs.append(out))
+def _outputs_of(model: torch.nn.Module, names: list[str], x: torch.Tensor) -> list[torch.Tensor]:
+    """What each submodule in ``names`` outputs when ``model`` runs once on ``x``."""
+    found: dict[str, torch.Tensor] = {}
+    hooks = [model.get_submodule(n).register_forward_hook(lambda m, a, out, n=n: found.__setitem__(n, out)) for n in names]
     try:
         with torch.inference_mode():
             model(x)
     finally:
-        hook.remove()
-    return outputs[0]
+        for hook in hooks:
+            hook.remove()
+    return [found[n] for n in names]
 
 
 def test_image_readers_must_all_be_convs():

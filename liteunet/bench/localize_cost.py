@@ -188,7 +188,7 @@ def megapixels_by_size(
     # Each tile its own attention context: tiles above 1024 px, where the default runs one pass.
     tiled = Localizer(weights, device=device, precision=precision, progress=False, context="tile")
     auto = _auto_localizer(weights, device, precision)
-    estimate_only = _auto_localizer(weights, device, precision, scale_search=False)
+    estimate_only = _auto_localizer(weights, device, precision, scale_search=False) if auto else None
     sync = torch.cuda.synchronize if loc.device.type == "cuda" else (lambda: None)
     loc([demo_image(256, rgb8)])  # warm-up
     for side in sides:
