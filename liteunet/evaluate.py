@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .data import Sample, match_channels, normalize_image, read_image
 from .metrics import PointMetrics
-from .object_size import estimate_object_size, rescale_image, rescale_points, scale_to_trained
+from .object_size import estimate_object_size, rescale_image, rescale_points, resize_for_model, scale_to_trained
 from .points import PeakResult, find_peaks
 from .inference.scale_model import ScaleModel
 from .inference.scale_search import search_scale
@@ -168,7 +168,7 @@ def predict_rescaled(
             scale = float(trained_object_size) / float(object_size)  # type: ignore[arg-type]
         x = match_channels(normalize_image(image, mode=normalize), model.in_chans)
         if scale != 1.0:
-            x = rescale_image(x, scale)
+            x = resize_for_model(x, scale)
         x = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].to(device)
         maps.append(model(x)[0].float().cpu().numpy())
         points = rescale_points(sample.points, rescale) if rescale != 1.0 else sample.points

@@ -20,6 +20,7 @@ from liteunet.object_size import (
     nuclear_channel,
     rescale_image,
     rescale_points,
+    resize_for_model,
     scale_to_trained,
 )
 
@@ -115,6 +116,49 @@ def test_rescaled_points_round_trip():
     x, y = rescale_points(np.array([[23.0, 11.0]]), 3.0)[0]
     assert np.unravel_index(np.argmax(big), big.shape) == (round(y), round(x))
     assert rescale_image(image, 0.5).shape == (20, 30) and rescale_image(image, 0.5).dtype == np.uint8
+
+
+def test_resize_for_model_enlarges_bicubic_and_shrinks_antialiased():
+    image = np.random.default_rng(0).random((24, 30, 3)).astype(np.float32)
+    chw = torch.from_numpy(image.transpose(2, 0, 1).copy())[None]
+
+    def direct(size, **kw):
+        return torch.nn.functional.interpolate(chw, size=size, align_corners=False, **kw)[0].numpy().transpose(1, 2, 0)
+
+    assert np.allclose(resize_for_model(image, 2.0), direct((48, 60), mode="bicubic"), atol=1e-6)
+    assert np.allclose(resize_for_model(image, 0.5), direct((12, 15), mode="bilinear", antialias=True), atol=1e-6)
+    assert np.array_equal(resize_for_model(image, 0.5), rescale_image(image, 0.5))
+    # rescale_image stays bilinear unless asked: stored scale models were fitted on its crops
+    assert np.allclose(rescale_image(image, 2.0), direct((48, 60), mode="bilinear"), atol=1e-6)
+    with pytest.raises(ValueError, match="enlarge must be 'bilinear' or 'bicubic', got 'nearest'"):
+        rescale_image(image, 2.0, enlarge="nearest")
+
+
+def test_localize_and_eval_enlarge_with_resize_for_model(sized_weights, tmp_path, monkeypatch):
+    import liteunet.evaluate as evaluate_module
+    import liteunet.localization.localizer as localizer_module
+    from liteunet.data import Sample
+    from PIL import Image
+
+    calls = []
+
+    def spy(image, scale):
+        calls.append((image.shape[:2], scale))
+        return resize_for_model(image, scale)
+
+    monkeypatch.setattr(localizer_module, "resize_for_model", spy)
+    monkeypatch.setattr(evaluate_module, "resize_for_model", spy)
+    mask, _ = discs(24, side=96)
+    image = (mask * 200 + 20).astype(np.uint8)
+    liteunet.localize(image, sized_weights, object_size=6, progress=False, precision="fp32")
+    assert calls == [((96, 96), 2.0)]
+    Image.fromarray(image).save(tmp_path / "cells.png")
+    from liteunet.models import load_model
+
+    model = load_model(str(sized_weights))
+    evaluate_module.predict_rescaled(model, [Sample(tmp_path / "cells.png", np.zeros((0, 2)), np.zeros(0, int), "cells")],
+                                     1.0, 6.0, 12.0, "cpu", False)
+    assert calls[1] == ((96, 96), 2.0)
 
 
 def test_scale_to_trained_keeps_within_limits():

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from ..data import match_channels, normalize_image
-from ..object_size import SCALE_LIMITS, region_grid, rescale_image
+from ..object_size import SCALE_LIMITS, region_grid, resize_for_model
 from ..points import find_peaks
 from .scale_model import pad_to_stride
 
@@ -126,7 +126,7 @@ def search_scale(
 
 
 def _localize_region(model: nn.Module, region: np.ndarray, scale: float, in_chans: int, divisor: int, device: str | torch.device) -> np.ndarray:
-    x = match_channels(rescale_image(region, scale) if scale != 1.0 else region, in_chans)
+    x = match_channels(resize_for_model(region, scale) if scale != 1.0 else region, in_chans)
     t = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
     h, w = t.shape[-2:]
     return model(pad_to_stride(t, divisor).to(device))[0, :, :h, :w].float().cpu().numpy()

@@ -37,7 +37,7 @@ from .._version import __version__
 from .._device import resolve_device
 from ..data.io import match_channels
 from ..inference import OnnxModel, TestTimeAugmentation, fuse, prepare_model, search_scale, stored_scale_model
-from ..object_size import SCALE_LIMITS, estimate_object_size_regions, scale_to_trained
+from ..object_size import SCALE_LIMITS, estimate_object_size_regions, resize_for_model, scale_to_trained
 from ..points import peak_confidences, suppress_close_points
 from ..pretrained import load_localization_settings, resolve_settings
 from ..slides import TiffImage
@@ -506,14 +506,7 @@ class Localizer:
             f"resizing {name} to {nh}x{nw}",
             "localize a pyramid level (level=...) instead of scale=",
         )
-        img = torch.from_numpy(np.ascontiguousarray(read(0, h, 0, w).transpose(2, 0, 1)))[None]
-        img = (
-            torch.nn.functional.interpolate(
-                img, size=(nh, nw), mode="bilinear", align_corners=False, antialias=scale < 1
-            )[0]
-            .numpy()
-            .transpose(1, 2, 0)
-        )
+        img = resize_for_model(read(0, h, 0, w), scale).reshape(nh, nw, -1)
         return (lambda y0, y1, x0, x1: img[y0:y1, x0:x1]), nh, nw
 
     def _forward(self, x: torch.Tensor, name: str) -> torch.Tensor:
