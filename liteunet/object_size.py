@@ -37,13 +37,13 @@ from .data.stains import HED_FROM_RGB
 
 __all__ = [
     "DIAMETER_PER_SIGMA",
+    "MODEL_ENLARGE",
     "SCALE_LIMITS",
     "blob_diameters",
     "estimate_object_size",
     "estimate_object_size_regions",
     "nuclear_channel",
     "region_grid",
-    "MODEL_ENLARGE",
     "rescale_image",
     "rescale_points",
     "resize_for_model",
