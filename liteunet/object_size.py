@@ -359,7 +359,8 @@ def rescale_image(image: np.ndarray, scale: float, enlarge: str = "bilinear") ->
         raise ValueError(f"enlarge must be 'bilinear' or 'bicubic', got {enlarge!r}")
     h, w = img.shape[:2]
     nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    chw = img.astype(np.float32).reshape(h, w, -1).transpose(2, 0, 1)
+    # copy=False: localize() hands over whole normalized float32 images; one copy (below) is enough.
+    chw = img.astype(np.float32, copy=False).reshape(h, w, -1).transpose(2, 0, 1)
     out = F.interpolate(
         torch.from_numpy(np.ascontiguousarray(chw))[None], size=(nh, nw), mode=enlarge if scale > 1 else "bilinear",
         align_corners=False, antialias=scale < 1,

@@ -138,6 +138,7 @@ def test_localize_and_eval_enlarge_with_resize_for_model(sized_weights, tmp_path
     import liteunet.evaluate as evaluate_module
     import liteunet.localization.localizer as localizer_module
     from liteunet.data import Sample
+    from liteunet.models import load_model
     from PIL import Image
 
     calls = []
@@ -153,12 +154,10 @@ def test_localize_and_eval_enlarge_with_resize_for_model(sized_weights, tmp_path
     liteunet.localize(image, sized_weights, object_size=6, progress=False, precision="fp32")
     assert calls == [((96, 96), 2.0)]
     Image.fromarray(image).save(tmp_path / "cells.png")
-    from liteunet.models import load_model
-
     model = load_model(str(sized_weights))
     evaluate_module.predict_rescaled(model, [Sample(tmp_path / "cells.png", np.zeros((0, 2)), np.zeros(0, int), "cells")],
                                      1.0, 6.0, 12.0, "cpu", False)
-    assert calls[1] == ((96, 96), 2.0)
+    assert calls[1] == ((96, 96), 2.0) and len(calls) == 2
 
 
 def test_scale_to_trained_keeps_within_limits():
