@@ -206,8 +206,8 @@ def test_bf16_keeps_the_convs_that_read_the_image_in_float32(trained, monkeypatc
     all_bf16 = prepare_model(trained, "bf16")
     assert all_bf16.input_dtype == torch.bfloat16
     # The point of it, on a real image: what the difference convs make of the image, and the
-    # location map, are closer to float32 (the map's error 12-38% lower on the bundled sample with
-    # each zoo tag's weights; more on validation sets: FloatInputConv's docstring).
+    # location map, are closer to float32 (the map's error 8-41% lower on the bundled sample, crop and
+    # whole, with each zoo tag's weights of session 40; FloatInputConv's docstring has validation sets).
     x = _sample_batch(256)
     exact = _outputs_of(reference, [name.removeprefix("model.") for name in readers], x)
     for kept, rounded, want in zip(_outputs_of(runner, readers, x), _outputs_of(all_bf16, readers, x), exact):
