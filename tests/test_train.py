@@ -663,3 +663,20 @@ def test_teacher_tta_reaches_the_targets_from_the_command_line_and_is_recorded(t
     assert asked == ["d4"]
     stored = json.loads((tmp_path / "student" / "best" / "config.json").read_text())["training"]
     assert stored["teacher_tta"] == "d4"
+
+
+def test_bf16_training_on_a_cpu_that_emulates_it_is_announced(monkeypatch, caplog):
+    from liteunet import train as train_module
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: False)
+    assert train_module._amp_dtype("auto", cpu) is None  # auto stays in fp32 there
+    with caplog.at_level("WARNING", logger="liteunet.train"):
+        assert train_module._amp_dtype("bf16", cpu) is torch.bfloat16
+    assert "emulated" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: True)
+    with caplog.at_level("WARNING", logger="liteunet.train"):
+        assert train_module._amp_dtype("auto", cpu) is torch.bfloat16
+        train_module._amp_dtype("bf16", cpu)
+    assert "emulated" not in caplog.text
