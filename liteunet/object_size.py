@@ -7,7 +7,7 @@ channel, whose local maxima over position and scale are blobs, a disc of diamete
 most strongly at ``sigma = d / (2 * sqrt(2))``. The area-weighted median diameter of the
 strongest blobs is the estimate.
 
-The nuclear channel (:func:`nuclear_channel`) is decided from the image: bright-field colour images
+The nuclear channel (:func:`~liteunet.data.nuclear.nuclear_channel`) is decided from the image: bright-field colour images
 (a bright background) give their haematoxylin optical density (the colour deconvolution of Ruifrok
 and Johnston 2001, the matrix of ``skimage.color.rgb2hed``), bright-field grey images their
 inverted intensity, and fluorescence (a dark background) its intensity.
@@ -33,7 +33,7 @@ from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
 from .data.augment_scale import scale_points
-from .data.stains import HED_FROM_RGB
+from .data.nuclear import nuclear_channel
 
 __all__ = [
     "DIAMETER_PER_SIGMA",
@@ -55,61 +55,6 @@ SCALE_LIMITS = (0.25, 4.0)
 
 #: A disc of diameter ``d`` gives the strongest scale-normalised LoG response at ``sigma = d / DIAMETER_PER_SIGMA``.
 DIAMETER_PER_SIGMA = 2.0 * math.sqrt(2.0)
-
-
-
-def _unit_range(x: np.ndarray, pmin: float = 1.0, pmax: float = 99.8) -> np.ndarray:
-    lo, hi = np.percentile(x, (pmin, pmax))
-    if not hi > lo:
-        return np.zeros(x.shape, np.float32)
-    return np.clip((x.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
-
-
-def nuclear_channel(image: np.ndarray, modality: str = "auto") -> tuple[np.ndarray, str]:
-    """One channel in which the objects are bright on a dark background, in ``[0, 1]``.
-
-    Args:
-        image: grey ``(H, W)`` or ``(H, W, C)`` (C = 1, 3 or 4; alpha is dropped), any dtype.
-        modality: ``"auto"`` (bright background: bright-field; dark: fluorescence),
-            ``"brightfield"`` or ``"fluorescence"``.
-
-    Returns:
-        The channel (float32, percentile-scaled to ``[0, 1]``) and the modality used. Bright-field
-        colour: haematoxylin optical density (``skimage.color.rgb2hed``'s first channel);
-        bright-field grey: inverted intensity; fluorescence: intensity (the brightest channel of
-        a colour image).
-
-    Shape:
-        - image: :math:`(H, W)` or :math:`(H, W, C)`; output: :math:`(H, W)`.
-
-    Example:
-        >>> img = np.full((32, 32, 3), 230, np.uint8); img[10:20, 10:20] = (90, 60, 150)
-        >>> chan, modality = nuclear_channel(img)
-        >>> modality, bool(chan[15, 15] > chan[2, 2])
-        ('brightfield', True)
-    """
-    if modality not in ("auto", "brightfield", "fluorescence"):
-        raise ValueError(f"modality must be 'auto', 'brightfield' or 'fluorescence', got {modality!r}")
-    img = np.asarray(image)
-    if img.ndim == 3 and img.shape[2] in (1, 3, 4):
-        img = img[..., 0] if img.shape[2] == 1 else img[..., :3]
-    elif img.ndim != 2:
-        raise ValueError(f"image must be (H, W) or (H, W, C) with C in 1, 3, 4; got shape {img.shape}")
-    img = img.astype(np.float32)
-    colour = img.ndim == 3 and float(np.abs(img - img.mean(axis=2, keepdims=True)).mean()) > 1e-3 * (float(img.max()) or 1.0)
-    grey = img.mean(axis=2) if img.ndim == 3 else img
-    scaled = _unit_range(grey, 0.5, 99.5)
-    if modality == "auto":
-        # Bright-field: most of the image (the background) is bright.
-        modality = "brightfield" if float(np.median(scaled)) > 0.5 else "fluorescence"
-    if modality == "fluorescence":
-        return _unit_range(img.max(axis=2) if colour else grey), modality
-    if not colour:
-        return 1.0 - _unit_range(grey), modality
-    # Optical density of each channel, then haematoxylin by colour deconvolution.
-    top = max(float(np.percentile(img, 99.9)), 1.0)
-    od = -np.log(np.clip(img / top, 1e-6, 1.0)).reshape(-1, 3) @ HED_FROM_RGB
-    return _unit_range(np.maximum(od[:, 0], 0.0).reshape(grey.shape)), modality
 
 
 def blob_diameters(

@@ -117,9 +117,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--normalize",
         default=None,
-        choices=["auto", "percentile", "none"],
+        choices=["auto", "percentile", "none", "nuclear"],
         help="intensity normalization (default: as the weights were trained, which their config "
-        "records; 'auto': uint8/255, others percentiles; 'percentile' for every bit depth)",
+        "records; 'auto': uint8/255, others percentiles; 'percentile' for every bit depth; "
+        "'nuclear': one plane with nuclei bright, for weights trained so)",
     )
     p.add_argument(
         "--percentiles",

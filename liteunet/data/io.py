@@ -14,13 +14,17 @@ from typing import NoReturn
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .nuclear import NuclearChannel, fit_nuclear_channel
 from .percentiles import histogram_percentiles
 
-__all__ = ["IMAGE_SUFFIXES", "intensity_range", "match_channels", "normalize_image", "read_image", "scale_intensity"]
+__all__ = ["IMAGE_SUFFIXES", "NUCLEAR_INPUT_STAINS", "fit_nuclear_input", "intensity_range", "match_channels", "normalize_image", "read_image", "scale_intensity"]
 
 PathLike = str | os.PathLike
 #: File suffixes taken from a folder of images (other files, e.g. annotations, are ignored).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".btf", ".svs")
+#: ``normalize="nuclear"``: bright-field colour images become the light absorbed by these
+#: stains (IHC's positive nuclei are DAB-brown, its negative ones haematoxylin-blue).
+NUCLEAR_INPUT_STAINS = ("h", "dab")
 
 
 def _check_file(path: PathLike, what: str = "image") -> Path:
@@ -171,18 +175,22 @@ def intensity_range(
         return 0.0, 1.0
     if mode == "auto" and sample.dtype == np.uint8:
         return 0.0, 255.0
-    if np.issubdtype(sample.dtype, np.floating) and not np.isfinite(sample).all():
-        bad = int((~np.isfinite(sample)).sum())
-        raise ValueError(
-            f"image holds {bad} NaN/infinite value(s); replace them (e.g. np.nan_to_num) "
-            "before normalizing"
-        )
+    _check_finite(sample)
     if sample.size == 0:
         return 0.0, 1.0
     # 8- and 16-bit images (most of them): the same figures from one counting pass, no sort.
     percentiles = histogram_percentiles if sample.dtype in (np.uint8, np.uint16) else np.percentile
     lo, hi = percentiles(sample, [pmin, pmax])
     return float(lo), float(hi)
+
+
+def _check_finite(sample: np.ndarray) -> None:
+    if np.issubdtype(sample.dtype, np.floating) and not np.isfinite(sample).all():
+        bad = int((~np.isfinite(sample)).sum())
+        raise ValueError(
+            f"image holds {bad} NaN/infinite value(s); replace them (e.g. np.nan_to_num) "
+            "before normalizing"
+        )
 
 
 def scale_intensity(
@@ -238,15 +246,17 @@ def normalize_image(
         pmax: high percentile, in (pmin, 100].
         clip: clip the result to [0, 1].
         eps: smallest denominator, so a constant image gives zeros and not NaN.
-        mode: ``"auto"`` (the rule above), ``"percentile"`` (percentiles for ``uint8`` too) or
-            ``"none"`` (values kept, as float32).
+        mode: ``"auto"`` (the rule above), ``"percentile"`` (percentiles for ``uint8`` too),
+            ``"none"`` (values kept, as float32) or ``"nuclear"`` (one plane, nuclei bright: the
+            channel of :func:`fit_nuclear_input`, percentiles
+            mapped to 0 and 1 and clipped; grey output whatever the input's channels).
 
     Returns:
         The normalized image, ``float32``.
 
     Shape:
         - img: :math:`(H, W)` or :math:`(H, W, C)`.
-        - output: same as ``img``.
+        - output: same as ``img`` (``"nuclear"``: :math:`(H, W)`).
 
     Raises:
         ValueError: the image holds NaN or infinity, or the percentiles are invalid.
@@ -257,10 +267,23 @@ def normalize_image(
         ([[0.0, 1.0]], dtype('float32'))
     """
     img = np.asarray(img)
+    if mode == "nuclear":
+        intensity_range(img, "none", pmin, pmax)  # the same checks of dtype and percentiles
+        _check_finite(img)
+        return fit_nuclear_input(img, pmin, pmax)(img)
     out = scale_intensity(img, intensity_range(img, mode, pmin, pmax), eps)
     if clip:
         np.clip(out, 0.0, 1.0, out=out)
     return out
+
+
+def fit_nuclear_input(sample: np.ndarray, pmin: float = 1.0, pmax: float = 99.8) -> NuclearChannel:
+    """``normalize="nuclear"``'s rule for one image, fitted on it or on a sample of its pixels.
+
+    The :mod:`~liteunet.data.nuclear` channel of :data:`NUCLEAR_INPUT_STAINS`, as the fraction
+    of light they absorb (dark DAB saturates; pale haematoxylin keeps its contrast).
+    """
+    return fit_nuclear_channel(sample, stains=NUCLEAR_INPUT_STAINS, percentiles=(pmin, pmax), absorbed=True)
 
 
 def match_channels(img: np.ndarray, in_chans: int) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 The rule itself is :func:`liteunet.data.io.intensity_range` (training uses it through
 ``normalize_image``); here its range is computed once per image, on all pixels or a bounded
-sample of a large one, and applied to every tile.
+sample of a large one, and applied to every tile. ``"nuclear"`` fits its channel's rule
+(:func:`liteunet.data.io.fit_nuclear_input`) the same way, once per image.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.io import intensity_range, scale_intensity
+from ..data.io import fit_nuclear_input, intensity_range, scale_intensity
 from ..slides import TiffImage
 from .inputs import STATS_PIXELS
 
@@ -32,7 +33,8 @@ def region_normalizer(
 
     Args:
         src: a region reader (``dtype``, ``shape``, ``sample()``, ``read_region()``).
-        mode: ``"auto"``, ``"percentile"`` or ``"none"`` (see ``intensity_range``).
+        mode: ``"auto"``, ``"percentile"``, ``"none"`` (see ``intensity_range``) or ``"nuclear"``
+            (``normalize_image``'s nuclear channel: the function returns :math:`(H, W)` regions).
         percentiles: ``(pmin, pmax)``.
     """
     dtype = np.dtype(src.dtype)
@@ -47,6 +49,14 @@ def region_normalizer(
             )
         return region
 
+    if mode == "nuclear":
+        intensity_range(np.zeros(1, dtype), "none", *percentiles)  # checks dtype and percentiles
+        sample = _stats_sample(src)
+        if is_float and not np.isfinite(sample).all():
+            raise ValueError(f"image holds {int((~np.isfinite(sample)).sum())} NaN/infinite value(s) in the "
+                             f"{sample.size}-value sample used for its nuclear channel; replace them first")
+        rule = fit_nuclear_input(sample, *percentiles)
+        return lambda region: rule(finite(region))
     needs_sample = mode != "none" and dtype != np.bool_ and not (mode == "auto" and dtype == np.uint8)
     # uint8 / bool / "none" need no statistics: a one-pixel stand-in has the dtype the rule reads.
     sample = _stats_sample(src) if needs_sample else np.zeros(1, dtype)

@@ -72,7 +72,8 @@ class LocalizationOptions:
             (``"percentile"`` for weights trained on per-image percentiles, else ``"auto"``).
             ``"auto"``: uint8 / 255, bool as 0/1, other dtypes percentile-normalized;
             ``"percentile"``: percentiles for uint8 too; ``"none"``: values used as given
-            (already normalized floats).
+            (already normalized floats); ``"nuclear"``: one plane in which nuclei are bright
+            (stain optical density of bright-field colour, intensity of fluorescence).
         percentiles: ``(pmin, pmax)`` mapped to 0 and 1 by percentile normalization.
         scale: resize factor applied before the model (e.g. 0.5 for 40x images given to a 20x
             model); points come back in input pixels.
@@ -171,8 +172,9 @@ class LocalizationOptions:
             if getattr(self, name) is not None:
                 set_(name, check_int(name, getattr(self, name), minimum))
         set_("level", check_int("level", self.level, 0))
-        if self.normalize not in (None, "auto", "percentile", "none"):
-            raise ValueError(f"normalize must be 'auto', 'percentile' or 'none', got {self.normalize!r}")
+        if self.normalize not in (None, "auto", "percentile", "none", "nuclear"):
+            raise ValueError(
+                f"normalize must be 'auto', 'percentile', 'none' or 'nuclear', got {self.normalize!r}")
         try:
             pmin, pmax = (float(p) for p in self.percentiles)
         except (TypeError, ValueError):

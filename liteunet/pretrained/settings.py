@@ -41,8 +41,9 @@ __all__ = [
 
 #: How input intensities may be scaled (``liteunet.data.io.intensity_range``); weights trained
 #: with per-image percentiles store ``"normalize": "percentile"``, older weights store none
-#: (``"auto"``: 8-bit / 255, other dtypes percentiles).
-NORMALIZE_MODES = ("auto", "percentile", "none")
+#: (``"auto"``: 8-bit / 255, other dtypes percentiles); ``"nuclear"``: one plane in which nuclei
+#: are bright, whatever the stain or modality (``liteunet.data.io.normalize_image``).
+NORMALIZE_MODES = ("auto", "percentile", "none", "nuclear")
 
 #: What :func:`load_localization_settings` returns when the weights store no settings.
 DEFAULT_LOCALIZATION: dict[str, Any] = {"threshold": 0.5, "min_distance": 3}
