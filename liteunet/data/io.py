@@ -248,8 +248,8 @@ def normalize_image(
         eps: smallest denominator, so a constant image gives zeros and not NaN.
         mode: ``"auto"`` (the rule above), ``"percentile"`` (percentiles for ``uint8`` too),
             ``"none"`` (values kept, as float32) or ``"nuclear"`` (one plane, nuclei bright: the
-            channel of :func:`fit_nuclear_input`, percentiles
-            mapped to 0 and 1 and clipped; grey output whatever the input's channels).
+            channel of :func:`fit_nuclear_input`, its percentiles mapped to 0 and 1 and clipped;
+            grey output whatever the input's channels).
 
     Returns:
         The normalized image, ``float32``.
