@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..data import load_split
-from ..data.io import intensity_range, read_image, scale_intensity
+from ..data.io import normalize_image, read_image
 from ..localization import Localizer
 from ..metrics import PointMetrics
 from ..models._base import copy_model_attributes
@@ -207,7 +207,7 @@ def megapixels_by_size(
             with torch.inference_mode():
                 single_pass = _timed(lambda: (loc.model(x), sync()))
             # The weights' input scaling of the whole image alone (range, then every value), as localize does it.
-            scaling = _timed(lambda: scale_intensity(image, intensity_range(image, loc.normalize, *loc.percentiles)))
+            scaling = _timed(lambda: normalize_image(image, *loc.percentiles, mode=loc.normalize))
             rounds.append((whole, own, estimated, unsearched, single_pass, scaling))
         best, best_tiled, best_auto, best_unsearched, single, best_scaling = (min(times) for times in zip(*rounds))
         mp = side * side / 1e6
