@@ -58,7 +58,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--scale-range", type=float, nargs=2, metavar=("LO", "HI"), help="random zoom of the training crops, smallest and largest factor (default from --augment; generalist: 0.5 2)")
     parser.add_argument("--scale-prob", type=float, metavar="P", help="share of training crops zoomed (default from --augment; generalist: 0.7)")
-    parser.add_argument("--normalize", choices=["auto", "percentile", "nuclear"], default=None, help="input scaling: 'auto' (8-bit / 255, others percentiles), 'percentile' (per-image percentiles for every bit depth) or 'nuclear' (one plane in which nuclei are bright: stain optical density of bright-field colour, intensity of fluorescence); stored with the weights (default: the --pretrained weights' own, else auto)")
+    parser.add_argument("--normalize", choices=["auto", "percentile", "nuclear"], default=None, help="input scaling: 'auto' (8-bit / 255, others percentiles), 'percentile' (per-image percentiles for every bit depth) or 'nuclear' (one plane in which nuclei are bright: light absorbed by haematoxylin and DAB in bright-field colour, intensity of fluorescence); stored with the weights (default: the --pretrained weights' own, else auto)")
     parser.add_argument(
         "--sigma", nargs="+", type=_sigma_argument, metavar="S|SET=S",
         help="Gaussian target width in pixels (default 2); SET=S sets one data set's width (e.g. 2 bcdata=4 for its large nuclei)",

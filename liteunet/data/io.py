@@ -14,7 +14,7 @@ from typing import NoReturn
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .nuclear import NuclearChannel, fit_nuclear_channel
+from .nuclear import NuclearChannel, fit_nuclear_channel, nuclear_plane
 from .percentiles import histogram_percentiles
 
 __all__ = ["IMAGE_SUFFIXES", "NUCLEAR_INPUT_STAINS", "fit_nuclear_input", "intensity_range", "match_channels", "normalize_image", "read_image", "scale_intensity"]
@@ -25,6 +25,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".we
 #: ``normalize="nuclear"``: bright-field colour images become the light absorbed by these
 #: stains (IHC's positive nuclei are DAB-brown, its negative ones haematoxylin-blue).
 NUCLEAR_INPUT_STAINS = ("h", "dab")
+_NUCLEAR_INPUT = {"stains": NUCLEAR_INPUT_STAINS, "absorbed": True}
 
 
 def _check_file(path: PathLike, what: str = "image") -> Path:
@@ -270,7 +271,7 @@ def normalize_image(
     if mode == "nuclear":
         intensity_range(img, "none", pmin, pmax)  # the same checks of dtype and percentiles
         _check_finite(img)
-        return fit_nuclear_input(img, pmin, pmax)(img)
+        return nuclear_plane(img, percentiles=(pmin, pmax), **_NUCLEAR_INPUT)[0]
     out = scale_intensity(img, intensity_range(img, mode, pmin, pmax), eps)
     if clip:
         np.clip(out, 0.0, 1.0, out=out)
@@ -283,7 +284,7 @@ def fit_nuclear_input(sample: np.ndarray, pmin: float = 1.0, pmax: float = 99.8)
     The :mod:`~liteunet.data.nuclear` channel of :data:`NUCLEAR_INPUT_STAINS`, as the fraction
     of light they absorb (dark DAB saturates; pale haematoxylin keeps its contrast).
     """
-    return fit_nuclear_channel(sample, stains=NUCLEAR_INPUT_STAINS, percentiles=(pmin, pmax), absorbed=True)
+    return fit_nuclear_channel(sample, percentiles=(pmin, pmax), **_NUCLEAR_INPUT)
 
 
 def match_channels(img: np.ndarray, in_chans: int) -> np.ndarray:

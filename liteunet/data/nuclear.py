@@ -1,8 +1,8 @@
 """A nuclear channel: one plane in which nuclei are bright on a dark background, whatever the stain.
 
 Fluorescence gives its intensity (the brightest channel of a colour image); bright-field grey
-its inverted intensity; bright-field colour the optical density of its nuclear stains, by the
-colour deconvolution of Ruifrok and Johnston (2001; :mod:`liteunet.data.stains`): haematoxylin
+its inverted intensity; bright-field colour the optical density of its nuclear stains (or the
+fraction of light they absorb), by the colour deconvolution of Ruifrok and Johnston (2001; :mod:`liteunet.data.stains`): haematoxylin
 alone (the object-size estimator's choice) or haematoxylin plus DAB, so that Ki-67-positive
 (brown) and negative (blue) nuclei of IHC, H&E's nuclei and a fluorescence image's all look
 alike while eosin, red cells and glass drop out.
@@ -20,7 +20,7 @@ import numpy as np
 
 from .stains import HED_FROM_RGB
 
-__all__ = ["NUCLEAR_STAINS", "NuclearChannel", "fit_nuclear_channel", "nuclear_channel"]
+__all__ = ["NUCLEAR_STAINS", "NuclearChannel", "fit_nuclear_channel", "nuclear_channel", "nuclear_plane"]
 
 #: Stains whose optical density makes the channel of a bright-field colour image.
 NUCLEAR_STAINS = {"h": 0, "dab": 2}
@@ -60,12 +60,16 @@ class NuclearChannel:
             return img.max(axis=2)
         if not self.colour:
             return img.mean(axis=2) if img.ndim == 3 else img
-        od = -np.log(np.clip(img / self.white, 1e-6, 1.0)) @ HED_FROM_RGB
-        density = sum(np.maximum(od[..., NUCLEAR_STAINS[s]], 0.0) for s in self.stains)
+        # Only the wanted stains' columns of the deconvolution.
+        od = -np.log(np.clip(img / self.white, 1e-6, 1.0)) @ HED_FROM_RGB[:, [NUCLEAR_STAINS[s] for s in self.stains]]
+        density = np.maximum(od, 0.0).sum(axis=-1)
         return (-np.expm1(-density) if self.absorbed else density).astype(np.float32)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        raw = self.raw(image)
+        return self.scale(self.raw(image))
+
+    def scale(self, raw: np.ndarray) -> np.ndarray:
+        """Map a :meth:`raw` channel to ``[0, 1]``."""
         if not self.high > self.low:
             out = np.zeros(raw.shape, np.float32)
         else:
@@ -83,6 +87,14 @@ def _channels(image: np.ndarray) -> np.ndarray:
     if img.dtype.kind not in "biuf":
         raise TypeError(f"image dtype {img.dtype} is not supported: expected bool, integer or real float pixels")
     return img.astype(np.float32)
+
+
+def _checked(image: np.ndarray, modality: str, stains: tuple[str, ...]) -> np.ndarray:
+    if modality not in ("auto", "brightfield", "fluorescence"):
+        raise ValueError(f"modality must be 'auto', 'brightfield' or 'fluorescence', got {modality!r}")
+    if not stains or set(stains) - set(NUCLEAR_STAINS):
+        raise ValueError(f"stains must be a non-empty choice of {sorted(NUCLEAR_STAINS)}, got {stains!r}")
+    return _channels(image)
 
 
 def _range(x: np.ndarray, pmin: float, pmax: float) -> tuple[float, float]:
@@ -116,12 +128,14 @@ def fit_nuclear_channel(
         >>> rule.modality, bool(rule(img)[15, 15] > rule(img)[2, 2])
         ('brightfield', True)
     """
-    if modality not in ("auto", "brightfield", "fluorescence"):
-        raise ValueError(f"modality must be 'auto', 'brightfield' or 'fluorescence', got {modality!r}")
-    unknown = set(stains) - set(NUCLEAR_STAINS)
-    if not stains or unknown:
-        raise ValueError(f"stains must be a non-empty choice of {sorted(NUCLEAR_STAINS)}, got {stains!r}")
-    img = _channels(image)
+    img = _checked(image, modality, stains)
+    return _fit(img, modality, stains, percentiles, absorbed)[0]
+
+
+def _fit(
+    img: np.ndarray, modality: str, stains: tuple[str, ...], percentiles: tuple[float, float], absorbed: bool
+) -> tuple[NuclearChannel, np.ndarray]:
+    """The rule for a float32 image of checked channels, and the image's raw channel (reused when applied to it)."""
     colour = img.ndim == 3 and float(np.abs(img - img.mean(axis=2, keepdims=True)).mean()) > 1e-3 * (float(img.max()) or 1.0)
     grey = img.mean(axis=2) if img.ndim == 3 else img
     if modality == "auto":
@@ -130,9 +144,25 @@ def fit_nuclear_channel(
         # Bright-field: most of the image (the background) is bright.
         modality = "brightfield" if hi > lo and (median - lo) / (hi - lo) > 0.5 else "fluorescence"
     white = max(float(np.percentile(img, 99.9)), 1.0) if colour and modality == "brightfield" else 1.0
-    rule = NuclearChannel(modality, bool(colour), tuple(stains), absorbed, white)
-    low, high = _range(rule.raw(img), *percentiles)
-    return NuclearChannel(modality, bool(colour), tuple(stains), absorbed, white, low, high)
+    raw = NuclearChannel(modality, bool(colour), tuple(stains), absorbed, white).raw(img)
+    low, high = _range(raw, *percentiles)
+    return NuclearChannel(modality, bool(colour), tuple(stains), absorbed, white, low, high), raw
+
+
+def nuclear_plane(
+    image: np.ndarray,
+    modality: str = "auto",
+    stains: tuple[str, ...] = ("h",),
+    percentiles: tuple[float, float] = (1.0, 99.8),
+    absorbed: bool = False,
+) -> tuple[np.ndarray, NuclearChannel]:
+    """:func:`fit_nuclear_channel` on an image and its channel, the deconvolution done once.
+
+    Shape:
+        - image: :math:`(H, W)` or :math:`(H, W, C)`; plane: :math:`(H, W)` float32 in [0, 1].
+    """
+    rule, raw = _fit(_checked(image, modality, stains), modality, stains, percentiles, absorbed)
+    return rule.scale(raw), rule
 
 
 def nuclear_channel(
@@ -161,5 +191,5 @@ def nuclear_channel(
         >>> modality, bool(chan[15, 15] > chan[2, 2])
         ('brightfield', True)
     """
-    rule = fit_nuclear_channel(image, modality, stains)
-    return rule(image), rule.modality
+    plane, rule = nuclear_plane(image, modality, stains)
+    return plane, rule.modality

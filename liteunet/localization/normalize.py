@@ -49,24 +49,20 @@ def region_normalizer(
             )
         return region
 
-    if mode == "nuclear":
-        intensity_range(np.zeros(1, dtype), "none", *percentiles)  # checks dtype and percentiles
-        sample = _stats_sample(src)
-        if is_float and not np.isfinite(sample).all():
-            raise ValueError(f"image holds {int((~np.isfinite(sample)).sum())} NaN/infinite value(s) in the "
-                             f"{sample.size}-value sample used for its nuclear channel; replace them first")
-        rule = fit_nuclear_input(sample, *percentiles)
-        return lambda region: rule(finite(region))
-    needs_sample = mode != "none" and dtype != np.bool_ and not (mode == "auto" and dtype == np.uint8)
+    nuclear = mode == "nuclear"
+    needs_sample = nuclear or (mode != "none" and dtype != np.bool_ and not (mode == "auto" and dtype == np.uint8))
     # uint8 / bool / "none" need no statistics: a one-pixel stand-in has the dtype the rule reads.
     sample = _stats_sample(src) if needs_sample else np.zeros(1, dtype)
     if is_float and not np.isfinite(sample).all():
         bad = int((~np.isfinite(sample)).sum())
         raise ValueError(
             f"image holds NaN/infinite value(s) ({bad} in the {sample.size}-value sample used for "
-            "percentiles); replace them (e.g. np.nan_to_num) first"
+            "its statistics); replace them (e.g. np.nan_to_num) first"
         )
-    value_range = intensity_range(sample, mode, *percentiles)
+    value_range = intensity_range(sample, "none" if nuclear else mode, *percentiles)  # checks dtype, percentiles
+    if nuclear:
+        rule = fit_nuclear_input(sample, *percentiles)
+        return lambda region: rule(finite(region))
     return lambda region: scale_intensity(finite(region), value_range)
 
 

@@ -73,7 +73,7 @@ class LocalizationOptions:
             ``"auto"``: uint8 / 255, bool as 0/1, other dtypes percentile-normalized;
             ``"percentile"``: percentiles for uint8 too; ``"none"``: values used as given
             (already normalized floats); ``"nuclear"``: one plane in which nuclei are bright
-            (stain optical density of bright-field colour, intensity of fluorescence).
+            (light absorbed by haematoxylin and DAB in bright-field colour, intensity of fluorescence).
         percentiles: ``(pmin, pmax)`` mapped to 0 and 1 by percentile normalization.
         scale: resize factor applied before the model (e.g. 0.5 for 40x images given to a 20x
             model); points come back in input pixels.
